@@ -1,0 +1,78 @@
+/*
+ * Configuration: every KTE_ variable (and the AWS ones the extension reads) parsed
+ * in one place, with defaults and ranges. A bad value yields one message naming the
+ * variable, the value and what is allowed.
+ */
+#ifndef KTE_CONFIG_H
+#define KTE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum flush_policy { FLUSH_ADAPTIVE = 0, FLUSH_END, FLUSH_PERIODIC, FLUSH_CONTINUOUS };
+enum record_format { FORMAT_EVENT = 0, FORMAT_NDJSON, FORMAT_KPL };
+enum partition_key_mode { PKEY_REQUEST_ID = 0, PKEY_RANDOM, PKEY_FUNCTION, PKEY_FIXED };
+
+/* Telemetry stream bits for KTE_TELEMETRY_TYPES. */
+#define TELEMETRY_PLATFORM  0x1u
+#define TELEMETRY_FUNCTION  0x2u
+#define TELEMETRY_EXTENSION 0x4u
+
+#define CONFIG_STR_MAX 512
+
+struct kte_config {
+	/* Destination */
+	char stream_name[129];              /* KTE_STREAM_NAME */
+	char stream_arn[CONFIG_STR_MAX];    /* KTE_STREAM_ARN */
+	char kinesis_endpoint[CONFIG_STR_MAX]; /* KTE_KINESIS_ENDPOINT, "" = https://kinesis.<region>.amazonaws.com */
+	char region[64];                    /* AWS_REGION (or AWS_DEFAULT_REGION), or the ARN's region */
+	char ca_bundle[CONFIG_STR_MAX];     /* KTE_CA_BUNDLE, "" = search the usual places */
+
+	/* Listener and subscription */
+	char listener_host[256];            /* KTE_LISTENER_HOST, default sandbox.localdomain */
+	uint16_t listener_port;             /* KTE_LISTENER_PORT, default 4243 */
+	unsigned telemetry_types;           /* KTE_TELEMETRY_TYPES, default platform,function */
+	char schema_version[16];            /* KTE_SCHEMA_VERSION, default 2025-01-29 */
+	uint32_t buffer_max_items;          /* KTE_BUFFER_MAX_ITEMS 1000..10000, default 1000 */
+	uint32_t buffer_max_bytes;          /* KTE_BUFFER_MAX_BYTES 262144..1048576, default 262144 */
+	uint32_t buffer_timeout_ms;         /* KTE_BUFFER_TIMEOUT_MS 25..30000, default 100 */
+	char drop_types[CONFIG_STR_MAX];    /* KTE_DROP_TYPES: comma list of event types dropped at intake */
+	int min_log_level;                  /* KTE_MIN_FUNCTION_LOG_LEVEL: -1 = keep all; else 0 trace..5 fatal */
+
+	/* Ring and records */
+	uint64_t ring_bytes;                /* KTE_RING_BYTES, default 8 MiB */
+	uint32_t max_record_bytes;          /* KTE_MAX_RECORD_BYTES: Kinesis record limit incl. key, default 1 MiB */
+	uint32_t max_request_bytes;         /* KTE_MAX_REQUEST_BYTES: PutRecords limit, default 5 MiB */
+	enum record_format record_format;   /* KTE_RECORD_FORMAT event|ndjson|kpl */
+	enum partition_key_mode pkey_mode;  /* KTE_PARTITION_KEY request-id|random|function|fixed:<key> */
+	char pkey_fixed[257];
+
+	/* Flushing */
+	enum flush_policy flush;            /* KTE_FLUSH adaptive|end|periodic|continuous */
+	uint32_t flush_interval_ms;         /* KTE_FLUSH_INTERVAL_MS, periodic policy, default 10000 */
+	uint32_t flush_budget_ms;           /* KTE_FLUSH_BUDGET_MS: max wait per invocation in `end`, default 500 */
+	uint32_t shutdown_margin_ms;        /* KTE_SHUTDOWN_MARGIN_MS: exit this long before deadlineMs, default 100 */
+
+	/* Behaviour */
+	int log_level;                      /* KTE_LOG_LEVEL error|warn|info|debug, default info */
+	bool strict;                        /* KTE_STRICT=1: config errors become init/error */
+	bool shipping_enabled;              /* false when the destination is missing or invalid */
+};
+
+/*
+ * Fills cfg from the environment. Returns 0 when every value is valid, otherwise
+ * -EINVAL with a one-line description in err (the first problem found); cfg then
+ * still holds defaults for whatever was bad, and shipping_enabled says whether the
+ * destination is usable. Not thread-safe (reads environ).
+ */
+int config_load(struct kte_config *cfg, char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/* Same, but values come from get(name, ctx) instead of getenv: for tests. */
+int config_load_from(struct kte_config *cfg, const char *(*get)(const char *name, void *ctx),
+    void *ctx, char *err, size_t errlen) __attribute__((warn_unused_result));
+
+const char *config_flush_name(enum flush_policy f);
+const char *config_format_name(enum record_format f);
+
+#endif

@@ -1,0 +1,154 @@
+/*
+ * A multi-producer, single-consumer ring of variable-length records in shared
+ * memory (a memfd mapped MAP_SHARED), with at-least-once delivery across crashes.
+ *
+ * Writers (listener threads, any process) reserve space under a robust
+ * process-shared mutex, fill it without the lock, then commit. The reader
+ * (dispatcher) peeks committed records in order and releases them only when told;
+ * released space is what writers may reuse. A reader that restarts resumes at the
+ * first unreleased record. A writer that dies leaves its reservations RESERVED;
+ * ring_recover() turns them into skipped records. See docs/ring.md.
+ *
+ * Only offsets live in shared memory. Every length read from it is validated.
+ */
+#ifndef KTE_RING_H
+#define KTE_RING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#define RING_MAGIC        0x314e49524554454bull /* "KTERING1" little-endian */
+#define RING_VERSION      1u
+#define RING_ALIGN        16u
+#define RING_RECORD_HDR   16u
+#define RING_MIN_CAPACITY 4096u
+
+struct ring_header;
+
+/* Process-local handle. The mapping and fds are shared; rd (the read cursor) is not. */
+struct ring {
+	struct ring_header *hdr;
+	uint8_t *data;
+	uint64_t capacity;      /* bytes of record space, a multiple of RING_ALIGN */
+	size_t map_len;
+	int memfd;
+	int data_efd;           /* writers -> reader: records committed */
+	int space_efd;          /* reader -> writers: space released */
+	uint64_t rd;            /* reader: absolute position of the next record to peek */
+};
+
+/* One record seen by the reader. data points into the mapping, valid until released. */
+struct ring_record {
+	const uint8_t *data;
+	uint32_t len;
+	uint64_t pos;           /* absolute position of its header */
+	uint64_t next;          /* absolute position after it: pass to ring_release() */
+};
+
+struct ring_stats {
+	uint64_t written_records, written_bytes;
+	uint64_t released_records, released_bytes;
+	uint64_t rejected_records, rejected_bytes;   /* refused because the ring was full */
+	uint64_t abandoned_records;                  /* reserved by a writer that died */
+	uint64_t corrupt_detected;
+	uint64_t head, tail;                         /* bytes in use = head - tail */
+	uint64_t capacity;
+};
+
+/*
+ * Creates the ring: a memfd of header + capacity bytes (capacity is rounded down to
+ * a multiple of 4096, at least RING_MIN_CAPACITY), mapped MAP_SHARED, and its two
+ * eventfds. Call before forking the writer and reader. Returns 0 or -errno.
+ */
+int ring_create(struct ring *r, uint64_t capacity) __attribute__((warn_unused_result));
+
+/*
+ * Maps an existing ring from its memfd (e.g. after exec) and validates the header:
+ * magic, version, sizes, and head/tail consistency. Returns 0, -EPROTO on a bad or
+ * corrupted header, or -errno. The eventfds are given by the caller (-1 if unused).
+ */
+int ring_attach(struct ring *r, int memfd, int data_efd, int space_efd)
+    __attribute__((warn_unused_result));
+
+/* Re-validates the shared header of an already mapped ring. Returns 0 or -EPROTO. */
+int ring_check(const struct ring *r) __attribute__((warn_unused_result));
+
+/* Unmaps and closes the fds (the creator's call frees the memory when the last user goes). */
+void ring_close(struct ring *r);
+
+/* Largest payload a single record may hold. */
+uint32_t ring_max_record(const struct ring *r);
+
+/*
+ * Writes n records atomically as a group: either all are reserved or none are.
+ * Returns 0, -ENOSPC when the free space is short (counted as rejected),
+ * -EMSGSIZE when one record or the group can never fit, -EINVAL for n == 0.
+ * Thread- and process-safe. Wakes the reader only when it may be asleep.
+ */
+int ring_writev(struct ring *r, const struct iovec *recs, size_t n) __attribute__((warn_unused_result));
+int ring_write(struct ring *r, const void *data, size_t len) __attribute__((warn_unused_result));
+
+/*
+ * Like ring_writev, but when the ring is full waits up to timeout_ms for the reader
+ * to release space before giving up with -ENOSPC (counted once).
+ */
+int ring_writev_wait(struct ring *r, const struct iovec *recs, size_t n, int timeout_ms)
+    __attribute__((warn_unused_result));
+
+/*
+ * Bytes a group of records of these lengths needs, in the worst case of wrap
+ * padding: lets a writer decide up front whether a batch can ever fit.
+ */
+uint64_t ring_space_needed(const struct iovec *recs, size_t n);
+
+/*
+ * Reader: returns the next committed record after the cursor and advances the
+ * cursor. Returns 0, -EAGAIN when none is committed yet, -EBADMSG when the record
+ * at the cursor is corrupted (see ring_skip_corrupt). Single reader only.
+ */
+int ring_peek(struct ring *r, struct ring_record *rec) __attribute__((warn_unused_result));
+
+/* Reader: moves the cursor back to the first unreleased record (resend after a failure). */
+void ring_rewind(struct ring *r);
+/* Reader: the cursor position, and the position of the first unreleased record. */
+uint64_t ring_cursor(const struct ring *r);
+uint64_t ring_tail(const struct ring *r);
+/* True when no committed or reserved record lies beyond the released position. */
+bool ring_empty(const struct ring *r);
+
+/*
+ * Reader: releases every record before position upto (a ring_record.next value at
+ * or before the cursor) so writers may reuse the space. Returns 0, or -EINVAL if
+ * upto is out of range.
+ */
+int ring_release(struct ring *r, uint64_t upto) __attribute__((warn_unused_result));
+
+/*
+ * Reader, after -EBADMSG: drops everything from the cursor to the current head
+ * (counted in corrupt_detected) so the ring can carry on. Returns the bytes dropped.
+ */
+uint64_t ring_skip_corrupt(struct ring *r);
+
+/*
+ * Reader: prepares to sleep. Returns true if a committed record is already waiting
+ * (do not sleep); otherwise the next commit will signal data_efd, so poll it.
+ */
+bool ring_reader_arm(struct ring *r);
+
+/* Reader: sleeps until a record is committed or timeout_ms passes. Returns 1, 0 or -errno. */
+int ring_reader_wait(struct ring *r, int timeout_ms);
+
+/*
+ * Supervisor: after a writer process died, turns the records it had reserved but
+ * not committed into skipped ones and repairs the lock if it died holding it.
+ * Returns the number of records abandoned.
+ */
+uint64_t ring_recover(struct ring *r, pid_t dead_pid);
+
+/* A consistent-enough snapshot of the counters (each read atomically). */
+void ring_stats(const struct ring *r, struct ring_stats *st);
+
+#endif
