@@ -37,6 +37,7 @@
 #define SIGTERM_SHUTDOWN_MS       1000   /* budget when stopped by a signal instead of SHUTDOWN */
 #define SHUTDOWN_FLUSH_RESERVE_MS 300    /* kept for the final flush after the last report */
 #define SHUTDOWN_ROUNDS           5      /* final flush rounds while new events keep arriving */
+#define CHILD_STOP_MS             50     /* kept at the end of SHUTDOWN for the children to exit */
 
 struct controller {
 	struct kte_config cfg;
@@ -59,6 +60,8 @@ struct controller {
 	uint64_t invocations;
 	uint64_t flush_seq;             /* last flush_requested value we wrote */
 	uint64_t t0_us;                 /* process start, for the cold start log line */
+	/* `end` statistics, logged at shutdown: time from seeing runtimeDone to calling next */
+	uint64_t end_flushes, end_flush_late, end_rd_missed, end_sum_us, end_max_us;
 };
 
 /* One process, one controller: the signal setup and the children use it. */
@@ -334,7 +337,7 @@ static void
 controller_invoke(struct controller *c, const struct ext_event *ev)
 {
 	struct flush_plan plan;
-	uint64_t rd;
+	uint64_t rd, t_rd;
 	int64_t until;
 
 	c->invocations++;
@@ -365,16 +368,25 @@ controller_invoke(struct controller *c, const struct ext_event *ev)
 		log_warnx("invocation %s: platform.runtimeDone did not arrive before the deadline; not "
 		    "waiting for it again until one arrives", ev->request_id);
 		flush_runtime_done_missed(&c->flush, atomic_load(&c->ctl->runtime_done_count));
+		c->end_rd_missed++;
 		return;
 	}
 	if (!plan.wait_flush || atomic_load(&c->ctl->kinesis_healthy) == 0 || !child_usable(c->dispatcher))
 		return;
+	t_rd = now_mono_us();
 	controller_request_flush(c);
 	until = flush_wait_until((int64_t)now_epoch_ms(), ev->deadline_ms, c->cfg.shutdown_margin_ms,
 	    c->cfg.flush_budget_ms);
-	if (!controller_wait(c, cond_flushed, until))
+	if (!controller_wait(c, cond_flushed, until)) {
+		c->end_flush_late++;
 		log_debug("invocation %s: flush %" PRIu64 " not done within its budget; calling next",
 		    ev->request_id, c->flush_seq);
+	}
+	c->end_flushes++;
+	t_rd = now_mono_us() - t_rd;
+	c->end_sum_us += t_rd;
+	if (t_rd > c->end_max_us)
+		c->end_max_us = t_rd;
 }
 
 /* Logs what was shipped and, loudly, what was not. */
@@ -403,12 +415,18 @@ controller_report(struct controller *c, int killed)
 		    pending, st.head - st.tail, dropped, refused, lambda_dropped, killed);
 	else
 		log_info("shutdown: everything received was sent");
+	if (c->end_flushes > 0 || c->end_rd_missed > 0)
+		log_info("flush end: %" PRIu64 " flushes, runtimeDone to next mean %" PRIu64 " us max %" PRIu64
+		    " us, %" PRIu64 " over budget, %" PRIu64 " runtimeDone missed", c->end_flushes,
+		    c->end_flushes ? c->end_sum_us / c->end_flushes : 0, c->end_max_us, c->end_flush_late,
+		    c->end_rd_missed);
 }
 
 static void __attribute__((noreturn))
 controller_shutdown(struct controller *c, int64_t deadline_ms, const char *reason)
 {
 	int64_t stop_at = deadline_ms - (int64_t)c->cfg.shutdown_margin_ms;
+	int64_t flush_until = stop_at - CHILD_STOP_MS;
 	int64_t now = (int64_t)now_epoch_ms(), reserve;
 	uint64_t stop_mono;
 	int killed;
@@ -417,25 +435,25 @@ controller_shutdown(struct controller *c, int64_t deadline_ms, const char *reaso
 	    c->invocations, deadline_ms - now);
 	if (!c->shipping)
 		exit(0);
-	atomic_store(&c->ctl->shutdown_deadline_ms, stop_at);
+	atomic_store(&c->ctl->shutdown_deadline_ms, flush_until);
 	atomic_store(&c->ctl->hold_sending, 0);
 	c->term = false;    /* from here on the deadline bounds every wait */
 	controller_request_flush(c);
 
 	/* The last invocation's platform.report only arrives after SHUTDOWN: wait for it. */
 	if (controller_runtime_done_usable(c) && c->invocations > 0) {
-		reserve = (stop_at - now) / 2;
+		reserve = (flush_until - now) / 2;
 		if (reserve > SHUTDOWN_FLUSH_RESERVE_MS)
 			reserve = SHUTDOWN_FLUSH_RESERVE_MS;
 		report_target = c->invocations;
-		if (!controller_wait(c, cond_reports, stop_at - reserve))
+		if (!controller_wait(c, cond_reports, flush_until - reserve))
 			log_info("shutdown: %" PRIu64 " of %" PRIu64 " platform.report events arrived in time",
 			    atomic_load(&c->ctl->report_count), c->invocations);
 	}
 	/* Final flush; again while events keep arriving and time remains. */
 	for (int round = 0; round < SHUTDOWN_ROUNDS; round++) {
 		controller_request_flush(c);
-		if (!controller_wait(c, cond_flushed, stop_at) || ring_empty(&c->ring) ||
+		if (!controller_wait(c, cond_flushed, flush_until) || ring_empty(&c->ring) ||
 		    atomic_load(&c->ctl->kinesis_healthy) == 0 || !child_usable(c->dispatcher))
 			break;
 	}

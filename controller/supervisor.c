@@ -99,6 +99,13 @@ supervisor_spawn(struct supervisor *s, struct child *c)
 		sigprocmask(SIG_SETMASK, &s->child_sigmask, NULL);
 		if (s->in_child != NULL)
 			s->in_child(s->ctx);
+		/* "kte-listener" in ps and /proc/<pid>/comm (at most 15 characters). */
+		{
+			char comm[16];
+
+			snprintf(comm, sizeof(comm), "kte-%s", c->role);
+			prctl(PR_SET_NAME, comm);
+		}
 		log_init(c->role, s->log_level);
 		_exit(c->main(c->arg));
 	}
