@@ -124,6 +124,23 @@ write_chunked(const struct intake *in, struct iovec *iov, size_t n, int *chunks)
 	return 0;
 }
 
+/* At most one line per RING_FULL_WARN_MS, however many batches are refused. */
+#define RING_FULL_WARN_MS 10000
+
+static void
+ring_full_warn(struct listener_counters *lc)
+{
+	static _Atomic uint64_t last_ms;
+	uint64_t now = now_mono_ms(), prev = atomic_load_explicit(&last_ms, memory_order_relaxed);
+
+	if (prev != 0 && now - prev < RING_FULL_WARN_MS)
+		return;
+	if (!atomic_compare_exchange_strong(&last_ms, &prev, now))
+		return;
+	log_warnx("ring full: answering 503 so that Lambda retries (%" PRIu64 " batches so far)",
+	    atomic_load_explicit(&lc->ring_full, memory_order_relaxed));
+}
+
 int
 intake_batch(const struct intake *in, struct intake_scratch *w, const uint8_t *body, size_t len,
     struct intake_result *res)
@@ -163,6 +180,7 @@ intake_batch(const struct intake *in, struct intake_scratch *w, const uint8_t *b
 			res->status = 503;
 			res->why = "ring full";
 			atomic_fetch_add_explicit(&lc->ring_full, 1, memory_order_relaxed);
+			ring_full_warn(lc);
 			return res->status;
 		}
 		if (rc != 0) {

@@ -75,7 +75,7 @@ START_TEST(test_bad_entries)
 
 	memset(longname, 'a', sizeof(longname) - 1);
 	longname[sizeof(longname) - 1] = '\0';
-	memcpy(longname + sizeof(longname) - 11, ",extension", 10);   /* 188 a's, then a good entry */
+	memcpy(longname + sizeof(longname) - 11, ",extension", 10);   /* an over-long entry, then a good one */
 	c = cfg_with(longname, -1);
 	ck_assert_int_eq(filter_init(&f, &c), -EINVAL);
 	/* The good entry after the bad one still counts. */
