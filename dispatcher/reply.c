@@ -128,7 +128,12 @@ all_accepted(const char *body, size_t len)
 	static const char pat[] = "\"FailedRecordCount\":";
 	const char *p = memmem(body, len, pat, sizeof(pat) - 1), *end = body + len;
 
-	if (p == NULL)
+	const char *last = end;
+
+	/* A complete object only: a cut reply must not pass for a success. */
+	while (last > body && (last[-1] == ' ' || last[-1] == '\n' || last[-1] == '\r'))
+		last--;
+	if (p == NULL || last == body || last[-1] != '}' || memmem(body, len, "\"Records\":", 10) == NULL)
 		return false;
 	p += sizeof(pat) - 1;
 	while (p < end && *p == ' ')
