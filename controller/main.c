@@ -38,6 +38,7 @@
 #define SHUTDOWN_FLUSH_RESERVE_MS 300    /* kept for the final flush after the last report */
 #define SHUTDOWN_ROUNDS           5      /* final flush rounds while new events keep arriving */
 #define CHILD_STOP_MS             50     /* kept at the end of SHUTDOWN for the children to exit */
+#define CHILD_STOP_GRACE_MS       200    /* SIGTERM to SIGKILL, at most (and never past the deadline) */
 
 struct controller {
 	struct kte_config cfg;
@@ -59,6 +60,7 @@ struct controller {
 	bool term;                      /* SIGTERM/SIGINT received */
 	uint64_t invocations;
 	uint64_t flush_seq;             /* last flush_requested value we wrote */
+	uint64_t rd_at_next;            /* runtime_done_count when event/next was last sent */
 	uint64_t t0_us;                 /* process start, for the cold start log line */
 	/* `end` statistics, logged at shutdown: time from seeing runtimeDone to calling next */
 	uint64_t end_flushes, end_flush_late, end_rd_missed, end_sum_us, end_max_us;
@@ -112,7 +114,7 @@ controller_on_death(struct child *ch, pid_t pid, void *ctx)
 static bool
 child_usable(const struct child *ch)
 {
-	return ch != NULL && !ch->gave_up;
+	return ch != NULL && !ch->gave_up && !(ch->stopping && ch->pid == 0);
 }
 
 /* Reads the signalfd: reaps and restarts children, notes termination requests. */
@@ -137,10 +139,13 @@ controller_signals(struct controller *c)
 
 /*
  * Waits until cond(c) holds or the epoch-ms time until passes, serving child deaths
- * meanwhile. Returns whether cond held.
+ * meanwhile. The children signal to_controller for what the controller waits on;
+ * tick_ms > 0 also re-checks cond that often, for counters nobody signals.
+ * Returns whether cond held.
  */
 static bool
-controller_wait(struct controller *c, bool (*cond)(struct controller *), int64_t until)
+controller_wait_tick(struct controller *c, bool (*cond)(struct controller *), int64_t until,
+    int tick_ms)
 {
 	for (;;) {
 		struct pollfd p[2] = {
@@ -154,7 +159,8 @@ controller_wait(struct controller *c, bool (*cond)(struct controller *), int64_t
 		now = (int64_t)now_epoch_ms();
 		if (now >= until || c->term)
 			return false;
-		if (poll(p, 2, (int)(until - now)) < 0 && errno != EINTR) {
+		if (poll(p, 2, tick_ms > 0 && until - now > tick_ms ? tick_ms : (int)(until - now)) < 0 &&
+		    errno != EINTR) {
 			log_warn("poll");
 			return cond(c);
 		}
@@ -163,6 +169,12 @@ controller_wait(struct controller *c, bool (*cond)(struct controller *), int64_t
 		if (p[1].revents & POLLIN)
 			notify_drain(c->fds.to_controller);
 	}
+}
+
+static bool
+controller_wait(struct controller *c, bool (*cond)(struct controller *), int64_t until)
+{
+	return controller_wait_tick(c, cond, until, 0);
 }
 
 static uint64_t
@@ -188,11 +200,14 @@ cond_runtime_done(struct controller *c)
 	    !child_usable(c->listener);
 }
 
-/* The last flush we asked for is done, or waiting for it is pointless. */
+/*
+ * The last flush we asked for is done (or everything was released, which the ring
+ * tells without the dispatcher's help), or waiting for it is pointless.
+ */
 static bool
 cond_flushed(struct controller *c)
 {
-	return atomic_load(&c->ctl->flush_completed) >= c->flush_seq ||
+	return atomic_load(&c->ctl->flush_completed) >= c->flush_seq || ring_empty(&c->ring) ||
 	    atomic_load(&c->ctl->kinesis_healthy) == 0 || !child_usable(c->dispatcher);
 }
 
@@ -298,8 +313,8 @@ controller_start_shipping(struct controller *c)
 	atomic_store(&c->ctl->flush_policy, c->flush.effective);
 	atomic_store(&c->ctl->hold_sending, c->flush.effective == FLUSH_PERIODIC);
 
-	c->largs = (struct listener_args){ &c->cfg, &c->ring, c->ctl, &c->fds };
-	c->dargs = (struct dispatcher_args){ &c->cfg, &c->ring, c->ctl, &c->fds };
+	c->largs = (struct listener_args){ .cfg = &c->cfg, .ring = &c->ring, .ctl = c->ctl, .fds = &c->fds };
+	c->dargs = (struct dispatcher_args){ .cfg = &c->cfg, .ring = &c->ring, .ctl = c->ctl, .fds = &c->fds };
 	c->sup.child_sigmask = c->oldmask;
 	c->sup.log_level = (enum log_level)c->cfg.log_level;
 	c->sup.in_child = controller_in_child;
@@ -357,11 +372,14 @@ controller_invoke(struct controller *c, const struct ext_event *ev)
 		return;
 
 	/*
-	 * This invocation's runtimeDone is the next one the listener counts. Counting
-	 * from the value seen at INVOKE (not from the invocation number) survives a
-	 * runtimeDone that Lambda dropped or delivered twice.
+	 * This invocation's runtimeDone is the first one counted after the event/next
+	 * call that returned its INVOKE: it cannot be emitted before that INVOKE, while
+	 * the previous one was waited for before the call. Counting from that snapshot,
+	 * not from the invocation number, survives a runtimeDone that Lambda dropped or
+	 * delivered twice; and unlike a snapshot taken when the INVOKE is read, it
+	 * cannot miss a runtimeDone that arrived before a slow controller read its INVOKE.
 	 */
-	runtime_done_target = rd + 1;
+	runtime_done_target = c->rd_at_next + 1;
 	if (!controller_wait(c, cond_runtime_done, ev->deadline_ms - (int64_t)c->cfg.shutdown_margin_ms)) {
 		if (c->term)
 			return;
@@ -391,7 +409,7 @@ controller_invoke(struct controller *c, const struct ext_event *ev)
 
 /* Logs what was shipped and, loudly, what was not. */
 static void
-controller_report(struct controller *c, int killed)
+controller_report(struct controller *c)
 {
 	struct ring_stats st;
 	struct dispatcher_counters *d = &c->ctl->dispatcher;
@@ -408,11 +426,11 @@ controller_report(struct controller *c, int killed)
 	    " records retried", atomic_load(&l->events), atomic_load(&l->requests),
 	    atomic_load(&d->events_sent), atomic_load(&d->bytes_sent), atomic_load(&d->requests),
 	    atomic_load(&d->request_failures), atomic_load(&d->records_retried));
-	if (pending > 0 || dropped > 0 || refused > 0 || lambda_dropped > 0 || killed > 0)
-		log_warnx("shutdown: NOT sent: %" PRIu64 " events (%" PRIu64 " bytes) still in the ring, %"
-		    PRIu64 " dropped by the dispatcher, %" PRIu64 " refused by the listener (ring full or "
-		    "too large), %" PRIu64 " dropped by Lambda (platform.logsDropped); %d child(ren) killed",
-		    pending, st.head - st.tail, dropped, refused, lambda_dropped, killed);
+	if (pending > 0 || dropped > 0 || refused > 0 || lambda_dropped > 0)
+		log_warnx("shutdown: NOT sent: %" PRIu64 " events (%" PRIu64 " bytes) left in the ring; %"
+		    PRIu64 " given up by the dispatcher (too large, rejected, or left at the deadline); %"
+		    PRIu64 " refused by the listener (ring full or too large); %" PRIu64 " dropped by Lambda "
+		    "(platform.logsDropped)", pending, st.head - st.tail, dropped, refused, lambda_dropped);
 	else
 		log_info("shutdown: everything received was sent");
 	if (c->end_flushes > 0 || c->end_rd_missed > 0)
@@ -429,12 +447,12 @@ controller_shutdown(struct controller *c, int64_t deadline_ms, const char *reaso
 	int64_t flush_until = stop_at - CHILD_STOP_MS;
 	int64_t now = (int64_t)now_epoch_ms(), reserve;
 	uint64_t stop_mono;
-	int killed;
 
 	log_info("SHUTDOWN (%s) after %" PRIu64 " invocations, deadline in %" PRId64 " ms", reason,
 	    c->invocations, deadline_ms - now);
 	if (!c->shipping)
 		exit(0);
+	c->sup.shutting_down = true;    /* a child ending its work now is done, not crashed */
 	atomic_store(&c->ctl->shutdown_deadline_ms, flush_until);
 	atomic_store(&c->ctl->hold_sending, 0);
 	c->term = false;    /* from here on the deadline bounds every wait */
@@ -446,12 +464,13 @@ controller_shutdown(struct controller *c, int64_t deadline_ms, const char *reaso
 		if (reserve > SHUTDOWN_FLUSH_RESERVE_MS)
 			reserve = SHUTDOWN_FLUSH_RESERVE_MS;
 		report_target = c->invocations;
-		if (!controller_wait(c, cond_reports, flush_until - reserve))
+		/* The listener counts reports without signalling: look every 2 ms. */
+		if (!controller_wait_tick(c, cond_reports, flush_until - reserve, 2))
 			log_info("shutdown: %" PRIu64 " of %" PRIu64 " platform.report events arrived in time",
 			    atomic_load(&c->ctl->report_count), c->invocations);
 	}
 	/* Final flush; again while events keep arriving and time remains. */
-	for (int round = 0; round < SHUTDOWN_ROUNDS; round++) {
+	for (int round = 0; round < SHUTDOWN_ROUNDS && !ring_empty(&c->ring); round++) {
 		controller_request_flush(c);
 		if (!controller_wait(c, cond_flushed, flush_until) || ring_empty(&c->ring) ||
 		    atomic_load(&c->ctl->kinesis_healthy) == 0 || !child_usable(c->dispatcher))
@@ -459,8 +478,10 @@ controller_shutdown(struct controller *c, int64_t deadline_ms, const char *reaso
 	}
 	now = (int64_t)now_epoch_ms();
 	stop_mono = now_mono_ms() + (uint64_t)(stop_at > now ? stop_at - now : 0);
-	killed = supervisor_stop_all(&c->sup, stop_mono);
-	controller_report(c, killed);
+	if (stop_mono > now_mono_ms() + CHILD_STOP_GRACE_MS)
+		stop_mono = now_mono_ms() + CHILD_STOP_GRACE_MS;
+	supervisor_stop_all(&c->sup, stop_mono);
+	controller_report(c);
 	log_info("exiting %" PRId64 " ms before the deadline", deadline_ms - (int64_t)now_epoch_ms());
 	exit(0);
 }
@@ -476,6 +497,8 @@ controller_next(struct controller *c, struct ext_event *ev)
 	int rc, failures = 0;
 
 	for (;;) {
+		if (c->shipping)
+			c->rd_at_next = atomic_load(&c->ctl->runtime_done_count);
 		if ((rc = ext_api_next_send(&c->api)) != 0)
 			goto transport;
 		for (;;) {

@@ -143,7 +143,8 @@ supervisor_reap(struct supervisor *s, uint64_t now_ms)
 		child_status_describe(status, how, sizeof(how));
 		if (s->on_death != NULL)
 			s->on_death(c, pid, s->ctx);
-		if (c->stopping) {
+		if (c->stopping || (s->shutting_down && WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+			c->stopping = true;
 			log_debug("%s (pid %d) %s", c->role, (int)pid, how);
 			continue;
 		}

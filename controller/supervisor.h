@@ -53,6 +53,7 @@ struct supervisor {
 	struct child children[SUPERVISOR_MAX_CHILDREN];
 	size_t n;
 	sigset_t child_sigmask;             /* signal mask restored in each child */
+	bool shutting_down;                 /* a child's clean exit (code 0) is expected: no restart */
 	enum log_level log_level;
 	/* Runs in the child right after fork, before main: close controller-only fds. */
 	void (*in_child)(void *ctx);

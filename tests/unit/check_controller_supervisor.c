@@ -261,6 +261,40 @@ START_TEST(children_exit_with_the_controller)
 }
 END_TEST
 
+static int
+child_exit0(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&sh->starts, 1);
+	return 0;
+}
+
+START_TEST(clean_exit_during_shutdown_is_not_restarted)
+{
+	struct supervisor s;
+	struct child *done, *crash;
+	uint64_t until = now_mono_ms() + 5000;
+
+	setup();
+	sup_init(&s);
+	s.shutting_down = true;
+	done = supervisor_add(&s, "finished", child_exit0, NULL);
+	crash = supervisor_add(&s, "crasher", child_exit3, NULL);
+	ck_assert_int_eq(supervisor_spawn(&s, done), 0);
+	ck_assert_int_eq(supervisor_spawn(&s, crash), 0);
+	while ((done->pid != 0 || crash->restarts < 1) && now_mono_ms() < until) {
+		supervisor_reap(&s, now_mono_ms());
+		msleep(1);
+	}
+	/* The clean exit is final; a crash is still restarted while time remains. */
+	ck_assert_int_eq(done->pid, 0);
+	ck_assert(done->stopping && !done->gave_up);
+	ck_assert_uint_eq(done->restarts, 0);
+	ck_assert_uint_ge(crash->restarts, 1);
+	supervisor_stop_all(&s, now_mono_ms() + 1000);
+}
+END_TEST
+
 static Suite *
 supervisor_suite(void)
 {
@@ -276,6 +310,7 @@ supervisor_suite(void)
 	tcase_add_test(tk, killed_child_restarted_and_repaired);
 	tcase_add_test(tk, stop_all_kills_what_ignores_sigterm);
 	tcase_add_test(tk, children_exit_with_the_controller);
+	tcase_add_test(tk, clean_exit_during_shutdown_is_not_restarted);
 	suite_add_tcase(s, tc);
 	suite_add_tcase(s, tk);
 	return s;
