@@ -54,7 +54,7 @@ flush_adapt(struct flush_state *f)
 
 void
 flush_on_invoke(struct flush_state *f, uint64_t now_ms, bool runtime_done_usable,
-    uint64_t runtime_done_count, struct flush_plan *plan)
+    uint64_t runtime_done_count, bool ring_high, struct flush_plan *plan)
 {
 	enum flush_policy before = f->effective;
 
@@ -78,7 +78,7 @@ flush_on_invoke(struct flush_state *f, uint64_t now_ms, bool runtime_done_usable
 		break;
 	case FLUSH_PERIODIC:
 		plan->hold_sending = true;
-		if (f->last_flush_ms == 0 || now_ms - f->last_flush_ms >= f->interval_ms) {
+		if (f->last_flush_ms == 0 || now_ms - f->last_flush_ms >= f->interval_ms || ring_high) {
 			plan->request_flush = true;
 			f->last_flush_ms = now_ms;
 		}

@@ -21,6 +21,8 @@
 #define FLUSH_ADAPTIVE_WINDOW   10
 #define FLUSH_ADAPTIVE_FAST_MS  1000
 #define FLUSH_ADAPTIVE_SLOW_MS  2000
+/* periodic: flush before the interval is up when the ring is fuller than this */
+#define FLUSH_RING_HIGH_PCT     50
 
 struct flush_state {
 	enum flush_policy configured;
@@ -49,10 +51,11 @@ void flush_init(struct flush_state *f, enum flush_policy policy, uint32_t interv
 /*
  * Decides for an INVOKE received at now_ms (monotonic). runtime_done_usable says
  * whether platform.runtimeDone can arrive at all (subscribed with platform events,
- * listener alive); runtime_done_count is the listener's current count.
+ * listener alive); runtime_done_count is the listener's current count; ring_high
+ * says the ring is more than FLUSH_RING_HIGH_PCT full (periodic then flushes early).
  */
 void flush_on_invoke(struct flush_state *f, uint64_t now_ms, bool runtime_done_usable,
-    uint64_t runtime_done_count, struct flush_plan *plan);
+    uint64_t runtime_done_count, bool ring_high, struct flush_plan *plan);
 
 /* A runtimeDone wait ran out at runtime_done_count: stop waiting until it moves. */
 void flush_runtime_done_missed(struct flush_state *f, uint64_t runtime_done_count);

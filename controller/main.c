@@ -348,6 +348,15 @@ controller_runtime_done_usable(const struct controller *c)
 	    (c->cfg.telemetry_types & TELEMETRY_PLATFORM) && child_usable(c->listener);
 }
 
+static bool
+controller_ring_high(struct controller *c)
+{
+	struct ring_stats st;
+
+	ring_stats(&c->ring, &st);
+	return (st.head - st.tail) * 100 > st.capacity * FLUSH_RING_HIGH_PCT;
+}
+
 static void
 controller_invoke(struct controller *c, const struct ext_event *ev)
 {
@@ -359,7 +368,8 @@ controller_invoke(struct controller *c, const struct ext_event *ev)
 	if (!c->shipping)
 		return;
 	rd = atomic_load(&c->ctl->runtime_done_count);
-	flush_on_invoke(&c->flush, now_mono_ms(), controller_runtime_done_usable(c), rd, &plan);
+	flush_on_invoke(&c->flush, now_mono_ms(), controller_runtime_done_usable(c), rd,
+	    controller_ring_high(c), &plan);
 	if (plan.changed)
 		log_info("flush: adaptive policy now %s (mean interval %" PRIu64 " ms over the last %u "
 		    "invocations)", config_flush_name(c->flush.effective), flush_mean_interval(&c->flush),
