@@ -58,6 +58,8 @@ struct controller {
 	bool telemetry;                 /* subscription answered 200 */
 	bool managed_instances;         /* INVOKE refused: SHUTDOWN only, continuous */
 	bool term;                      /* SIGTERM/SIGINT received */
+	bool dispatcher_pending;        /* start the dispatcher after the first event/next call */
+	const char *setup_error;        /* ring or control block could not be created */
 	uint64_t invocations;
 	uint64_t flush_seq;             /* last flush_requested value we wrote */
 	uint64_t rd_at_next;            /* runtime_done_count when event/next was last sent */
@@ -287,32 +289,30 @@ controller_register(struct controller *c)
 		fatalx("register refused: %d %s %.200s", reply.status, reply.error_type, reply.body);
 }
 
-/* Ring, control block and children; then the subscription. */
+/*
+ * Ring, control block, and the listener, started before registering so that its
+ * start overlaps the register round trip. The dispatcher is started only after the
+ * first event/next call (controller_next): it has nothing to send before, and its
+ * TLS set-up then stays off the cold start path.
+ */
 static void
-controller_start_shipping(struct controller *c)
+controller_prepare_shipping(struct controller *c)
 {
-	char detail[160];
-	enum subscribe_result sr;
 	int rc;
 
 	if ((rc = ring_create(&c->ring, c->cfg.ring_bytes)) != 0) {
 		log_error("cannot create the %" PRIu64 "-byte ring: %s; telemetry will NOT be shipped",
 		    c->cfg.ring_bytes, strerror(-rc));
-		if (c->cfg.strict)
-			controller_init_error(c, "Extension.InitFailed", "cannot create the ring");
+		c->setup_error = "cannot create the ring";
 		return;
 	}
 	if ((c->ctl = control_new(&c->fds)) == NULL) {
 		log_warn("cannot create the control block; telemetry will NOT be shipped");
 		ring_close(&c->ring);
-		if (c->cfg.strict)
-			controller_init_error(c, "Extension.InitFailed", "cannot create the control block");
+		c->setup_error = "cannot create the control block";
 		return;
 	}
 	c->shipping = true;
-	atomic_store(&c->ctl->flush_policy, c->flush.effective);
-	atomic_store(&c->ctl->hold_sending, c->flush.effective == FLUSH_PERIODIC);
-
 	c->largs = (struct listener_args){ .cfg = &c->cfg, .ring = &c->ring, .ctl = c->ctl, .fds = &c->fds };
 	c->dargs = (struct dispatcher_args){ .cfg = &c->cfg, .ring = &c->ring, .ctl = c->ctl, .fds = &c->fds };
 	c->sup.child_sigmask = c->oldmask;
@@ -322,10 +322,20 @@ controller_start_shipping(struct controller *c)
 	c->sup.ctx = c;
 	c->listener = supervisor_add(&c->sup, "listener", run_listener, &c->largs);
 	c->dispatcher = supervisor_add(&c->sup, "dispatcher", run_dispatcher, &c->dargs);
-	if ((rc = supervisor_spawn(&c->sup, c->listener)) != 0 ||
-	    (rc = supervisor_spawn(&c->sup, c->dispatcher)) != 0)
+	if ((rc = supervisor_spawn(&c->sup, c->listener)) != 0)
 		fatalx("fork: %s", strerror(-rc));
+	c->dispatcher_pending = true;
+}
 
+/* Once the listener accepts connections: the Telemetry API subscription. */
+static void
+controller_subscribe(struct controller *c)
+{
+	char detail[160];
+	enum subscribe_result sr;
+
+	atomic_store(&c->ctl->flush_policy, c->flush.effective);
+	atomic_store(&c->ctl->hold_sending, c->flush.effective == FLUSH_PERIODIC);
 	if (!controller_wait(c, cond_listener_ready,
 	    (int64_t)now_epoch_ms() + LISTENER_READY_TIMEOUT_MS))
 		log_warnx("listener not accepting after %d ms; subscribing anyway (Lambda retries "
@@ -334,6 +344,7 @@ controller_start_shipping(struct controller *c)
 		log_error("listener cannot start; telemetry will NOT be received");
 		return;
 	}
+	log_debug("+%" PRIu64 " us: listener accepting", now_mono_us() - c->t0_us);
 	sr = telemetry_subscribe(&c->api, &c->cfg, detail, sizeof(detail));
 	c->telemetry = sr == SUBSCRIBE_OK;
 	if (sr == SUBSCRIBE_FAILED && c->cfg.strict)
@@ -511,6 +522,14 @@ controller_next(struct controller *c, struct ext_event *ev)
 			c->rd_at_next = atomic_load(&c->ctl->runtime_done_count);
 		if ((rc = ext_api_next_send(&c->api)) != 0)
 			goto transport;
+		if (c->dispatcher_pending) {
+			c->dispatcher_pending = false;
+			if ((rc = supervisor_spawn(&c->sup, c->dispatcher)) != 0) {
+				c->dispatcher->gave_up = true;
+				log_error("cannot start the dispatcher (fork: %s): telemetry will NOT be sent",
+				    strerror(-rc));
+			}
+		}
 		for (;;) {
 			struct pollfd p[3] = {
 				{ .fd = ext_api_fd(&c->api), .events = POLLIN },
@@ -585,14 +604,20 @@ main(int argc, char **argv)
 	if ((rc = controller_signals_init(c)) != 0)
 		fatalx("signals: %s", strerror(-rc));
 
+	if (err[0] == '\0')
+		controller_prepare_shipping(c);
+	log_debug("+%" PRIu64 " us: ring and control block ready, listener forked", now_mono_us() - c->t0_us);
 	controller_register(c);
+	log_debug("+%" PRIu64 " us: registered", now_mono_us() - c->t0_us);
 	if (err[0] != '\0' && c->cfg.strict)
 		controller_init_error(c, "Extension.ConfigInvalid", err);
+	if (c->setup_error != NULL && c->cfg.strict)
+		controller_init_error(c, "Extension.InitFailed", c->setup_error);
 
 	flush_init(&c->flush, c->managed_instances ? FLUSH_CONTINUOUS : c->cfg.flush,
 	    c->cfg.flush_interval_ms);
-	if (err[0] == '\0')
-		controller_start_shipping(c);
+	if (c->shipping)
+		controller_subscribe(c);
 	log_info("ready in %" PRIu64 " us: %s, flush %s%s, ring %" PRIu64 " bytes", now_mono_us() - c->t0_us,
 	    c->shipping ? "shipping" : "NOT shipping", config_flush_name(c->flush.configured),
 	    c->managed_instances ? " (managed instances)" : "", c->cfg.ring_bytes);

@@ -12,7 +12,8 @@
 # Kinesis: a fast local stub (tests/bench/kinesis_stub.js) so that the figures are
 # the extension's, plus one `end` row against kinesis-mock (tens of ms per request).
 # Knobs: BENCH_INVOCATIONS (200), BENCH_INTERVAL_MS (20), BENCH_LOG_LINES (10),
-#        COLD_RUNS (15), BENCH_BUFFER_TIMEOUT_MS (25, the Telemetry API minimum).
+#        COLD_RUNS (15), BENCH_BUFFER_TIMEOUT_MS (25, the Telemetry API minimum),
+#        BENCH_COLD_ONLY=1 (stop after the cold start figure).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../controller/lib.sh"
@@ -44,6 +45,8 @@ done
 printf 'cold start, exec -> first next: median %.3f ms, min %.3f ms, max %.3f ms over %d runs (exec -> register median %.3f ms)\n' \
 	"$(median <"$T/cold.txt")" "$(sort -g "$T/cold.txt" | head -1)" "$(sort -g "$T/cold.txt" | tail -1)" \
 	"$COLD_RUNS" "$(median <"$T/register.txt")"
+
+[ -z "${BENCH_COLD_ONLY:-}" ] || exit 0
 
 printf '%-22s %7s %9s %9s %9s %17s %8s %8s\n' "policy (log lines)" invocs "ovh p50" "ovh p99" "ovh max" "own mean/max us" "Pss kB" "RSS kB"
 run_policy() {
