@@ -537,6 +537,8 @@ controller_next(struct controller *c, struct ext_event *ev)
 				{ .fd = c->shipping ? c->fds.to_controller : -1, .events = POLLIN },
 			};
 
+			if (c->term)
+				controller_shutdown(c, (int64_t)now_epoch_ms() + SIGTERM_SHUTDOWN_MS, "signal");
 			if (poll(p, 3, -1) < 0 && errno != EINTR)
 				fatal("poll");
 			if (p[1].revents & POLLIN) {
