@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -80,21 +81,41 @@ civetweb_log(const struct mg_connection *conn, const char *message)
 	return 1;       /* handled: civetweb prints nothing itself */
 }
 
-static void
-reply(struct mg_connection *conn, int status, const char *allow, const char *text)
+/* Mirrors civetweb's own keep-alive decision (enable_keep_alive is on), so the header tells the truth. */
+static bool
+keep_alive(const struct mg_connection *conn)
 {
-	char len[24];
-	size_t n = text != NULL ? strlen(text) : 0;
+	const struct mg_request_info *ri = mg_get_request_info(conn);
+	const char *c = mg_get_header(conn, "Connection");
 
-	mg_response_header_start(conn, status);
-	mg_response_header_add(conn, "Content-Type", "text/plain", -1);
-	snprintf(len, sizeof(len), "%zu", n);
-	mg_response_header_add(conn, "Content-Length", len, -1);
-	if (allow != NULL)
-		mg_response_header_add(conn, "Allow", allow, -1);
-	mg_response_header_send(conn);
-	if (n > 0)
-		mg_write(conn, text, n);
+	if (c != NULL)
+		return strcasestr(c, "keep-alive") != NULL;
+	return ri->http_version != NULL && strcmp(ri->http_version, "1.1") == 0;
+}
+
+/*
+ * Writes the whole response (status line, headers, body) in one write. Written by
+ * hand because civetweb's header API refuses to run after a "100 Continue".
+ * close ends the connection after the reply (body not fully read).
+ */
+static void
+reply(struct mg_connection *conn, int status, const char *allow, const char *text, bool close)
+{
+	char buf[512];
+	size_t n = text != NULL ? strlen(text) : 0;
+	int len;
+
+	if (close || !keep_alive(conn)) {
+		close = true;
+		mg_disable_connection_keep_alive(conn);
+	}
+	len = snprintf(buf, sizeof(buf), "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
+	    "Content-Length: %zu\r\nConnection: %s\r\n%s%s%s\r\n%s", status,
+	    mg_get_response_code_text(conn, status), n, close ? "close" : "keep-alive",
+	    allow != NULL ? "Allow: " : "", allow != NULL ? allow : "", allow != NULL ? "\r\n" : "",
+	    text != NULL ? text : "");
+	if (len > 0)
+		mg_write(conn, buf, (size_t)len < sizeof(buf) ? (size_t)len : sizeof(buf) - 1);
 }
 
 static int
@@ -180,44 +201,48 @@ handle_telemetry(struct mg_connection *conn, void *cbdata)
 
 	if (!path_ok(ri->local_uri)) {
 		atomic_fetch_add_explicit(&lc->not_found, 1, memory_order_relaxed);
-		reply(conn, 404, NULL, "not found: POST telemetry batches to / or " LISTENER_PATH "\n");
+		reply(conn, 404, NULL, "not found: POST telemetry batches to / or " LISTENER_PATH "\n", false);
 		return 404;
 	}
 	if (strcmp(ri->request_method, "POST") != 0) {
 		atomic_fetch_add_explicit(&lc->bad_method, 1, memory_order_relaxed);
-		reply(conn, 405, "POST", "method not allowed: POST telemetry batches\n");
+		reply(conn, 405, "POST", "method not allowed: POST telemetry batches\n", false);
 		return 405;
 	}
 	if (w == NULL) {
-		reply(conn, 500, NULL, "no worker state\n");
+		reply(conn, 500, NULL, "no worker state\n", false);
 		return 500;
 	}
 	if (ri->content_length > (long long)l->body_limit)
 		rc = -EFBIG;
-	else
+	else {
+		/* civetweb leaves "Expect: 100-continue" to handlers; without it the client stalls. */
+		const char *expect = mg_get_header(conn, "Expect");
+
+		if (expect != NULL && strcasecmp(expect, "100-continue") == 0)
+			mg_printf(conn, "HTTP/1.1 100 Continue\r\n\r\n");
 		rc = read_body(conn, w, ri->content_length, l->body_limit, &len);
+	}
 	if (rc == -EFBIG) {
 		atomic_fetch_add_explicit(&lc->too_large, 1, memory_order_relaxed);
 		/* The rest of the body is not read into memory; the connection ends after the reply. */
-		mg_disable_connection_keep_alive(conn);
-		reply(conn, 413, NULL, "payload too large\n");
+		reply(conn, 413, NULL, "payload too large\n", true);
 		return 413;
 	}
 	if (rc == -EIO) {
 		atomic_fetch_add_explicit(&lc->bad_request, 1, memory_order_relaxed);
-		mg_disable_connection_keep_alive(conn);
-		reply(conn, 400, NULL, "incomplete body\n");
+		reply(conn, 400, NULL, "incomplete body\n", true);
 		return 400;
 	}
 	if (rc != 0) {
-		reply(conn, 500, NULL, "out of memory\n");
+		reply(conn, 500, NULL, "out of memory\n", false);
 		return 500;
 	}
 	(void)intake_batch(&l->intake, &w->scratch, w->body, len, &res);
 	if (res.status != 200)
 		log_debug("%d for a %zu-byte batch: %s (offset %zu)", res.status, len, res.why,
 		    res.error_offset);
-	reply(conn, res.status, NULL, res.status == 200 ? NULL : res.why);
+	reply(conn, res.status, NULL, res.status == 200 ? NULL : res.why, false);
 	return res.status;
 }
 

@@ -132,7 +132,7 @@ START_TEST(test_valid_batches_keepalive)
 
 		batch_build(&bt, 0, b, (size_t)(b % 7) + 1);
 		ck_assert_int_eq(lfix_request(h, &f, "POST", (b % 2) ? "/" : LISTENER_PATH, bt.body, bt.len,
-		    (b % 5 == 4) ? LFIX_CHUNKED : 0), 200);
+		    ((b % 5 == 4) ? LFIX_CHUNKED : 0) | ((b % 3 == 2) ? LFIX_EXPECT : 0)), 200);
 		if (b > 0) {
 			curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &conns);
 			ck_assert_int_eq(conns, 0);     /* the connection was reused */
@@ -289,12 +289,20 @@ START_TEST(test_bad_inputs_each_status)
 	snprintf(req, sizeof(req), "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 	    "Content-Length: 100000000\r\n\r\n[");
 	ck_assert_int_eq(raw_request(&f, req), 413);
-	/* One byte over the limit, with a length, then chunked. */
+	/* With Expect: 100-continue the oversized body is refused before it is sent. */
 	big = malloc(limit + 2);
 	memset(big, ' ', limit + 1);
 	big[0] = '[';
 	big[limit] = ']';
 	big[limit + 1] = '\0';
+	{
+		curl_off_t up = -1;
+
+		ck_assert_int_eq(lfix_request(h, &f, "POST", "/", big, limit + 1, LFIX_EXPECT), 413);
+		curl_easy_getinfo(h, CURLINFO_SIZE_UPLOAD_T, &up);
+		ck_assert_int_eq(up, 0);
+	}
+	/* One byte over the limit, with a length, then chunked. */
 	ck_assert_int_eq(lfix_request(h, &f, "POST", "/", big, limit + 1, 0), 413);
 	ck_assert_int_eq(lfix_request(h, &f, "POST", "/", big, limit + 1, LFIX_CHUNKED), 413);
 	/* Exactly at the limit is fine. */
@@ -318,7 +326,7 @@ START_TEST(test_bad_inputs_each_status)
 	ck_assert_uint_eq(atomic_load(&f.ctl->listener.bad_request), nbad + 1);
 	ck_assert_uint_eq(atomic_load(&f.ctl->listener.bad_method), 3);
 	ck_assert_uint_eq(atomic_load(&f.ctl->listener.not_found), 2);
-	ck_assert_uint_eq(atomic_load(&f.ctl->listener.too_large), 3);
+	ck_assert_uint_eq(atomic_load(&f.ctl->listener.too_large), 4);
 	ck_assert_uint_eq(atomic_load(&f.ctl->listener.requests), nbad + 3);
 
 	/* A single event over the record limit: dropped and counted, the rest accepted. */

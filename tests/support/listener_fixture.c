@@ -160,7 +160,13 @@ lfix_request(CURL *h, const struct listener_fixture *f, const char *method, cons
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 30000L);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-	hdrs = curl_slist_append(hdrs, "Expect:");      /* no 100-continue round trip */
+	if (flags & LFIX_EXPECT) {
+		/* The server must answer "100 Continue" itself: curl would wait out the whole request. */
+		hdrs = curl_slist_append(hdrs, "Expect: 100-continue");
+		curl_easy_setopt(h, CURLOPT_EXPECT_100_TIMEOUT_MS, 60000L);
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 10000L);
+	} else
+		hdrs = curl_slist_append(hdrs, "Expect:");      /* no 100-continue round trip */
 	if (flags & LFIX_CHUNKED)
 		hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);

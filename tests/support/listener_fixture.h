@@ -47,6 +47,7 @@ void lfix_free(struct listener_fixture *f);
 unsigned lfix_free_port(void);
 
 #define LFIX_CHUNKED 0x1
+#define LFIX_EXPECT  0x2     /* send Expect: 100-continue */
 
 /*
  * One request on handle h (keep-alive across calls). path is appended to f->base.
