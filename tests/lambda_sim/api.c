@@ -487,11 +487,3 @@ int api_start(int port, int *bound_port)
 	mg_set_request_handler(ctx, "/2022-07-01/telemetry/$", h_telemetry, NULL);
 	return 0;
 }
-
-void api_stop(void)
-{
-	if (ctx) {
-		mg_stop(ctx);
-		ctx = NULL;
-	}
-}

@@ -967,7 +967,7 @@ static int parse_args(int argc, char **argv)
 				o->region = optarg + 11;
 			break;
 		case O_LINES: bad |= parse_int(optarg, 0, 1000000, &o->log_lines); break;
-		case O_BYTES: bad |= parse_int(optarg, 0, 1048576, &o->log_bytes); break;
+		case O_BYTES: bad |= parse_int(optarg, 0, 262144, &o->log_bytes); break; /* Lambda's line limit */
 		case O_FMT:
 			if (!strcmp(optarg, "json"))
 				o->log_json = 1;

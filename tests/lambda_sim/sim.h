@@ -107,7 +107,7 @@ struct sim_ext {
 	char init_error[256], exit_error[256];
 	char *error_body;
 	struct sim_sub *sub;
-	char outbuf[8192];      /* partial output line */
+	char outbuf[262144];    /* partial output line; Lambda splits lines at 256 KiB */
 	size_t outlen;
 };
 
@@ -196,9 +196,9 @@ double dlist_max(const struct dlist *l);
 void dlist_free(struct dlist *l);
 void sim_logf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* api.c: start/stop the HTTP server on 127.0.0.1:port (0 = ephemeral); returns 0 or -errno. */
+/* api.c: starts the HTTP server on 127.0.0.1:port (0 = ephemeral); returns 0 or -errno. It is never
+ * stopped: civetweb's mg_stop() takes up to 2 s, and the process exits once the summary is written. */
 int api_start(int port, int *bound_port) __attribute__((warn_unused_result));
-void api_stop(void);
 
 /* telemetry.c: all called with sim.mu held unless noted. */
 void tel_emit(const char *type, json_object *record);   /* takes ownership of record */

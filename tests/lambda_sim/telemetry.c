@@ -314,9 +314,11 @@ static void *deliver_main(void *arg)
 			s->logs_dropped_events++;
 			tel_count("platform.logsDropped");
 		}
-		/* batch: up to maxItems and maxBytes, at least one event */
+		/* batch: up to maxItems; events are added while the batch is below maxBytes, so the event that
+		 * crosses it is included and a POST body can reach maxBytes + one record (up to 256 KiB): the
+		 * "2 * maxBytes" that AWS tells listeners to expect */
 		for (it = s->head; it && k < (size_t)s->max_items; it = it->next) {
-			if (k && total + it->len + 1 > (size_t)s->max_bytes)
+			if (total >= (size_t)s->max_bytes)
 				break;
 			total += it->len + 1;
 			k++;

@@ -1,14 +1,18 @@
 /*
  * A minimal Lambda extension for the simulator's own tests (compiled by the test scripts, not part of
- * lambda-sim). It registers, subscribes to the Telemetry API with a small HTTP listener on an ephemeral
- * port, loops on event/next and writes what it sees to $MINI_OUT/:
+ * lambda-sim). It registers, subscribes to the Telemetry API with a small listener on an ephemeral port,
+ * loops on event/next and writes what it sees to $MINI_OUT/:
  *   events.log     one line per lifecycle step: "<epoch_ms> <what> [details]"
- *   telemetry.log  one line per POST body received
+ *   telemetry.log  one line per POST body received (per event line with MINI_PROTOCOL=TCP)
  *   pid            its pid
- * MINI_MODE selects a behaviour: normal, ignore_shutdown, init_error, exit_error, crash_init,
- * crash_invoke, hang_init, no_subscribe, child (forks a child that stays in the process group). MINI_FAIL_POSTS=N answers the
- * first N telemetry POSTs with 500; MINI_SLOW_MS delays each reply; MINI_TYPES, MINI_BUFFER_MS,
- * MINI_SCHEMA shape the subscription.
+ * Environment:
+ *   MINI_MODE       normal, ignore_shutdown, init_error, exit_error, crash_init, crash_invoke, hang_init,
+ *                   no_subscribe, child (forks a child that stays in the process group)
+ *   MINI_FAIL_POSTS answer the first N telemetry POSTs with 500;  MINI_SLOW_MS  delay each reply
+ *   MINI_INVOKE_SLEEP_MS  delay the next call after an INVOKE
+ *   MINI_WAIT_RUNTIME_DONE=1  call next only once the invocation's platform.runtimeDone arrived
+ *   MINI_EXPECT_REPORTS  platform.report events to wait for after SHUTDOWN (default: INVOKEs seen)
+ *   MINI_EVENTS, MINI_TYPES, MINI_SCHEMA, MINI_BUFFER_MS, MINI_MAX_ITEMS, MINI_PROTOCOL, MINI_NAME
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -28,10 +32,10 @@
 
 static char api[128], id[64], outdir[1024];
 static const char *mode = "normal";
-static int fail_posts, slow_ms;
+static int fail_posts, slow_ms, tcp_mode;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-static long long got_reports;
+static long long got_reports, got_rd;
 
 static long long epoch_ms(void)
 {
@@ -124,12 +128,57 @@ static long call(const char *method, const char *path, const char *body, const c
 	return st;
 }
 
+static void count_events(const char *body)
+{
+	long long k = 0, rd = 0;
+	const char *c;
+
+	for (c = body; (c = strstr(c, "\"platform.report\"")); c++)
+		k++;
+	for (c = body; (c = strstr(c, "\"platform.runtimeDone\"")); c++)
+		rd++;
+	pthread_mutex_lock(&mu);
+	got_reports += k;
+	got_rd += rd;
+	pthread_cond_broadcast(&cv);
+	pthread_mutex_unlock(&mu);
+}
+
+/* TCP destination: newline-delimited JSON, no acknowledgement. */
+static void serve_tcp(int fd, char *buf)
+{
+	size_t n = 0;
+
+	for (;;) {
+		char *nl;
+		ssize_t r = recv(fd, buf + n, (4 << 20) - 1 - n, 0);
+		if (r <= 0)
+			return;
+		n += (size_t)r;
+		buf[n] = '\0';
+		while ((nl = strchr(buf, '\n'))) {
+			*nl = '\0';
+			logf_("telemetry.log", "%s", buf);
+			count_events(buf);
+			memmove(buf, nl + 1, n - (size_t)(nl + 1 - buf) + 1);
+			n -= (size_t)(nl + 1 - buf);
+		}
+	}
+}
+
 /* The telemetry listener: HTTP/1.1 with Content-Length bodies, keep-alive. */
 static void *serve_conn(void *arg)
 {
 	int fd = (int)(long)arg;
 	char *buf = malloc(4 << 20);
 	size_t n = 0;
+
+	if (tcp_mode) {
+		serve_tcp(fd, buf);
+		free(buf);
+		close(fd);
+		return NULL;
+	}
 
 	for (;;) {
 		char *hend, *cl;
@@ -164,15 +213,8 @@ static void *serve_conn(void *arg)
 				      fail ? "500" : hend + 4);
 				if (send(fd, reply, strlen(reply), MSG_NOSIGNAL) < 0)
 					break;
-				if (!fail) {
-					long long k = 0;
-					for (cl = hend + 4; (cl = strstr(cl, "\"platform.report\"")); cl++)
-						k++;
-					pthread_mutex_lock(&mu);
-					got_reports += k;
-					pthread_cond_broadcast(&cv);
-					pthread_mutex_unlock(&mu);
-				}
+				if (!fail)
+					count_events(hend + 4);
 				buf[need] = save;
 			}
 			memmove(buf, buf + need, n - need);
@@ -207,6 +249,7 @@ int main(int argc, char **argv)
 	const char *types = getenv("MINI_TYPES") ? getenv("MINI_TYPES") : "[\"platform\",\"function\",\"extension\"]";
 	const char *schema = getenv("MINI_SCHEMA") ? getenv("MINI_SCHEMA") : "2022-12-13";
 	int buffer_ms = getenv("MINI_BUFFER_MS") ? atoi(getenv("MINI_BUFFER_MS")) : 25;
+	int max_items = getenv("MINI_MAX_ITEMS") ? atoi(getenv("MINI_MAX_ITEMS")) : 1000;
 	char body[1024], hdr[300], *resp = NULL, p[1100];
 	struct sockaddr_in a;
 	socklen_t al = sizeof(a);
@@ -222,6 +265,7 @@ int main(int argc, char **argv)
 		mode = getenv("MINI_MODE");
 	fail_posts = getenv("MINI_FAIL_POSTS") ? atoi(getenv("MINI_FAIL_POSTS")) : 0;
 	slow_ms = getenv("MINI_SLOW_MS") ? atoi(getenv("MINI_SLOW_MS")) : 0;
+	tcp_mode = getenv("MINI_PROTOCOL") && !strcmp(getenv("MINI_PROTOCOL"), "TCP");
 	snprintf(p, sizeof(p), "%s/pid", outdir);
 	if ((f = fopen(p, "w"))) {
 		fprintf(f, "%d\n", getpid());
@@ -262,10 +306,11 @@ int main(int argc, char **argv)
 	pthread_create(&lt, NULL, listener, (void *)(long)ls);
 	if (strcmp(mode, "no_subscribe")) {
 		snprintf(body, sizeof(body),
-		         "{\"schemaVersion\":\"%s\",\"types\":%s,\"buffering\":{\"maxItems\":1000,"
-		         "\"maxBytes\":262144,\"timeoutMs\":%d},\"destination\":{\"protocol\":\"HTTP\","
-		         "\"URI\":\"http://sandbox.localdomain:%d/telemetry\"}}",
-		         schema, types, buffer_ms, ntohs(a.sin_port));
+		         "{\"schemaVersion\":\"%s\",\"types\":%s,\"buffering\":{\"maxItems\":%d,"
+		         "\"maxBytes\":262144,\"timeoutMs\":%d},\"destination\":{\"protocol\":\"%s\","
+		         "\"URI\":\"%s://sandbox.localdomain:%d%s\"}}",
+		         schema, types, max_items, buffer_ms, tcp_mode ? "TCP" : "HTTP", tcp_mode ? "tcp" : "http",
+		         ntohs(a.sin_port), tcp_mode ? "" : "/telemetry");
 		st = call("PUT", "/2022-07-01/telemetry", body, NULL, &resp);
 		logf_("events.log", "subscribe %s", resp);
 		free(resp);
@@ -287,6 +332,18 @@ int main(int argc, char **argv)
 			logf_("events.log", "INVOKE %s", resp);
 			if (!strcmp(mode, "crash_invoke"))
 				return 8;
+			if (getenv("MINI_INVOKE_SLEEP_MS"))
+				usleep((useconds_t)atoi(getenv("MINI_INVOKE_SLEEP_MS")) * 1000);
+			if (getenv("MINI_WAIT_RUNTIME_DONE")) {
+				/* like most extensions: finish the invocation once its runtimeDone arrived */
+				struct timespec ts;
+				clock_gettime(CLOCK_REALTIME, &ts);
+				ts.tv_sec += 5;
+				pthread_mutex_lock(&mu);
+				while (got_rd < invokes && pthread_cond_timedwait(&cv, &mu, &ts) == 0)
+					;
+				pthread_mutex_unlock(&mu);
+			}
 			if (!strcmp(mode, "exit_error") && invokes == 1) {
 				st = call("POST", "/2020-01-01/extension/exit/error", "{\"errorMessage\":\"x\"}",
 				          "Lambda-Extension-Function-Error-Type: Extension.Broken", NULL);
