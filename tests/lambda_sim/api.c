@@ -344,8 +344,10 @@ static int h_next(struct mg_connection *c, void *cb)
 		ev = e->pending;
 		e->pending = NULL;
 		e->taken_seq = e->ev_seq;
-		if (strstr(ev, "\"SHUTDOWN\""))
+		if (strstr(ev, "\"SHUTDOWN\"")) {
 			e->t_shutdown_taken = now_ms();
+			e->got_shutdown = 1;
+		}
 	}
 	pthread_cond_broadcast(&g.cv);
 	pthread_mutex_unlock(&g.mu);

@@ -827,9 +827,7 @@ static int write_summary(int code, const char *reason)
 		struct sim_ext *e = &g.ext[i];
 		x = json_object_new_object();
 		json_object_object_add(x, "name", json_object_new_string(e->name));
-		json_object_object_add(x, "received_shutdown",
-		                       json_object_new_boolean(e->events & EV_SHUTDOWN && e->taken_seq == e->ev_seq &&
-		                                               e->ev_seq > 0 && shutdown_reason_used));
+		json_object_object_add(x, "received_shutdown", json_object_new_boolean(e->got_shutdown));
 		json_object_object_add(x, "time_to_exit_ms",
 		                       e->exited && e->t_exit >= e->t_shutdown_taken && e->t_shutdown_taken > 0
 		                               ? jnum(e->t_exit - e->t_shutdown_taken) : NULL);

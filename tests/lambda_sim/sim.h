@@ -103,6 +103,7 @@ struct sim_ext {
 	int exited, exit_status, killed;
 	double t_exec, t_register, t_subscribe, t_first_next, t_last_next, t_exit;
 	double t_shutdown_taken;
+	int got_shutdown;       /* a next call returned SHUTDOWN */
 	uint64_t next_calls, api_calls;
 	char init_error[256], exit_error[256];
 	char *error_body;

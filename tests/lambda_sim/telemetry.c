@@ -201,6 +201,8 @@ static int post_http(struct sim_sub *s, CURL **hp, const char *body, size_t len,
 	curl_slist_free_all(res);
 	curl_slist_free_all(hdr);
 	if (rc != CURLE_OK) {
+		if (!g.o.quiet)
+			sim_logf("telemetry POST to %s: %s", url, curl_easy_strerror(rc));
 		/* a reused connection to a listener that restarted: start afresh next time */
 		curl_easy_cleanup(h);
 		*hp = NULL;

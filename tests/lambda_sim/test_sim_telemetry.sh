@@ -29,7 +29,7 @@ check "batching: each event has time, type, record" \
 	console.log(ok)' "$T/items/telemetry.log")" = true
 
 # maxBytes: 300 records of 4 KiB -> bodies cut near 256 KiB (one record may cross it)
-run bytes --invocations 1 --handler-ms 0 --log-lines 300 --log-bytes 4096 --env MINI_BUFFER_MS=1000
+run bytes --invocations 1 --handler-ms 0 --log-lines 300 --log-bytes 4096 --env MINI_BUFFER_MS=500
 check "batching: bodies stay within maxBytes plus one record" \
 	test "$(jv "$T/bytes.json" 's.telemetry.subscriptions[0].max_batch_bytes > 200000 && s.telemetry.subscriptions[0].max_batch_bytes <= 262144 + 5000 && s.telemetry.batches >= 5')" = true
 check "batching: padded records are about --log-bytes long" \
