@@ -999,6 +999,10 @@ static int parse_args(int argc, char **argv)
 	}
 	if (optind < argc || !o->layer)
 		bad = 1;
+	else if (access(o->layer, R_OK | X_OK)) {
+		fprintf(stderr, "lambda-sim: layer %s: %s\n", o->layer, strerror(errno));
+		bad = 1;
+	}
 	if (bad) {
 		usage(stderr);
 		return -EINVAL;

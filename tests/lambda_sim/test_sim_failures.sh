@@ -86,9 +86,17 @@ run oldschema --log-format json --env MINI_SCHEMA=2022-07-01
 check "schema 2022-07-01: JSON function records delivered as strings" \
 	grep -q '"type":"function","record":"{\\"timestamp' "$T/oldschema/telemetry.log"
 
+# a file of extensions/ that cannot be executed: init fails
+mkdir -p "$T/noexec/extensions"; echo 'not a program' >"$T/noexec/extensions/broken"
+"$KTE_SIM" --layer "$T/noexec" --summary "$T/noexec.json" --quiet 2>/dev/null; RC=$?
+check "non-executable extension: init fails (rc=$RC)" \
+	test "$RC" -eq 3 -a "$(jv "$T/noexec.json" '/cannot start extension broken/.test(s.reason)')" = true
+
 # usage errors
 "$KTE_SIM" --invocations 1 >/dev/null 2>&1; RC=$?
 check "no --layer is a usage error (rc=$RC)" test "$RC" -eq 2
+"$KTE_SIM" --layer "$T/no-such-layer" >/dev/null 2>&1; RC=$?
+check "a missing layer directory is a usage error (rc=$RC)" test "$RC" -eq 2
 "$KTE_SIM" --layer "$L" --log-format xml >/dev/null 2>&1; RC=$?
 check "bad --log-format is a usage error (rc=$RC)" test "$RC" -eq 2
 finish

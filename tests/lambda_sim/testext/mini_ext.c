@@ -275,10 +275,17 @@ int main(int argc, char **argv)
 	if (!strcmp(mode, "crash_init"))
 		return 3;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	if (!strcmp(mode, "child") && fork() == 0) {
-		/* a child that stays in the group and outlives nothing on its own */
-		for (;;)
-			pause();
+	if (!strcmp(mode, "child")) {
+		/* a child that stays in the process group and would outlive its parent */
+		pid_t c = fork();
+		if (c == 0)
+			for (;;)
+				pause();
+		snprintf(p, sizeof(p), "%s/child_pid", outdir);
+		if (c > 0 && (f = fopen(p, "w"))) {
+			fprintf(f, "%d\n", (int)c);
+			fclose(f);
+		}
 	}
 
 	snprintf(hdr, sizeof(hdr), "Lambda-Extension-Name: %s", getenv("MINI_NAME") ? getenv("MINI_NAME") : name);
