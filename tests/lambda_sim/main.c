@@ -246,38 +246,36 @@ timeout:
 	return -1;
 fail:
 	g.init_duration_ms = now_ms() - g.t0_mono;
-	emit_init_report("error", "Extension.InitError");
+	{
+		const char *etype = "Extension.InitError";
+		int i;
+		for (i = 0; i < g.next_ext; i++) {
+			if (g.ext[i].init_error[0]) {
+				etype = g.ext[i].init_error;     /* the extension's own Category.Reason */
+				break;
+			}
+			if (g.ext[i].exited)
+				etype = "Extension.Crash";
+		}
+		emit_init_report("error", etype);
+	}
 	return -1;
 }
 
 /* ---- invocations ---- */
 
-static void emit_function_log(int inv, int n, const char *req)
+static json_object *function_record(const char *tm, const char *req, const char *id, size_t pad)
 {
-	char id[96], tm[40], *msg;
-	size_t base, want = g.o.log_bytes > 0 ? (size_t)g.o.log_bytes : 0, pad = 0;
+	size_t idl = strlen(id);
+	char *msg = malloc(idl + pad + 16);
 	json_object *r;
+	int off;
 
-	snprintf(id, sizeof(id), "%s%d-%d", g.o.id_prefix, inv, n);
-	iso_time(tm, sizeof(tm), epoch_ms());
-	if (g.o.log_json) {
-		/* {"timestamp","level","requestId","message","id"}: pad the message so the record has ~B bytes */
-		base = 80 + strlen(tm) + strlen(req) + 2 * strlen(id) + 8;
-		if (want > base)
-			pad = want - base;
-	} else {
-		base = strlen(tm) + 1 + strlen(req) + 1 + 5 + 7 + strlen(id) + 1;
-		if (want > base)
-			pad = want - base;
-	}
-	msg = malloc(strlen(id) + pad + 16);
 	if (!msg)
-		return;
-	{
-		int off = sprintf(msg, "kte-id=%s ", id);
-		memset(msg + off, 'x', pad);
-		msg[off + (int)pad] = '\0';
-	}
+		return NULL;
+	off = sprintf(msg, "kte-id=%s ", id);
+	memset(msg + off, 'x', pad);
+	msg[off + (int)pad] = '\0';
 	if (g.o.log_json) {
 		r = json_object_new_object();
 		json_object_object_add(r, "timestamp", json_object_new_string(tm));
@@ -287,14 +285,38 @@ static void emit_function_log(int inv, int n, const char *req)
 		json_object_object_add(r, "id", json_object_new_string(id));
 	} else {
 		char *line;
-		if (asprintf(&line, "%s\t%s\tINFO\t%s", tm, req, msg) < 0) {
-			free(msg);
-			return;
+		r = NULL;
+		if (asprintf(&line, "%s\t%s\tINFO\t%s", tm, req, msg) >= 0) {
+			r = json_object_new_string(line);
+			free(line);
 		}
-		r = json_object_new_string(line);
-		free(line);
 	}
 	free(msg);
+	return r;
+}
+
+/* Emits function record n of invocation inv: its id in the text (kte-id=<id>) and, in JSON, as "id";
+ * padded so that the record (the string, or the JSON object's text) is --log-bytes long. */
+static void emit_function_log(int inv, int n, const char *req)
+{
+	size_t want = g.o.log_bytes > 0 ? (size_t)g.o.log_bytes : 0, base;
+	char id[96], tm[40];
+	json_object *r;
+
+	snprintf(id, sizeof(id), "%s%d-%d", g.o.id_prefix, inv, n);
+	iso_time(tm, sizeof(tm), epoch_ms());
+	r = function_record(tm, req, id, 0);
+	if (!r)
+		return;
+	base = json_object_is_type(r, json_type_string)
+	               ? (size_t)json_object_get_string_len(r)
+	               : strlen(json_object_to_json_string_ext(r, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	if (want > base) {
+		json_object_put(r);
+		r = function_record(tm, req, id, want - base);
+		if (!r)
+			return;
+	}
 	pthread_mutex_lock(&g.mu);
 	tel_emit("function", r);
 	if (ids_f) {

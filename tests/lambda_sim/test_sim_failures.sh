@@ -15,6 +15,13 @@ check "init/error: exit status 3 (rc=$RC)" test "$RC" -eq 3
 check "init/error: reported in the summary" \
 	test "$(jv "$T/initerr.json" 's.result === "init_failed" && s.errors.init[0].type === "Extension.ConfigInvalid" && /init\/error/.test(s.reason)')" = true
 check "init/error: the call was accepted with 202" grep -q 'init_error 202' "$T/initerr/events.log"
+# a second extension sees the failed init's platform.initReport
+mkdir -p "$T/two/extensions" "$T/witness"; cp "$L/extensions/mini" "$T/two/extensions/bad"; cp "$L/extensions/mini" "$T/two/extensions/witness"
+"$KTE_SIM" --layer "$T/two" --env MINI_OUT="$T/witness" --env MINI_MODE_bad=init_error \
+	--env MINI_WAIT_FILE_bad="$T/witness/subscribed.witness" \
+	--env MINI_WAIT_FOR=platform.initReport --summary "$T/witness.json" --quiet 2>/dev/null; RC=$?
+check "init/error: platform.initReport status error with the extension's error type (rc=$RC)" \
+	grep -q '"type":"platform.initReport","record":{"initializationType":"on-demand","phase":"init","status":"error","errorType":"Extension.ConfigInvalid"' "$T/witness/telemetry.log"
 
 run crashinit --env MINI_MODE=crash_init; RC=$?
 check "crash during init: exit status 3 (rc=$RC)" test "$RC" -eq 3

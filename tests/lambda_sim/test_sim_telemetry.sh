@@ -35,6 +35,12 @@ check "batching: bodies stay within maxBytes plus one record" \
 check "batching: padded records are about --log-bytes long" \
 	grep -qE '"record":"[^"]{4080,4110}"' "$T/bytes/telemetry.log"
 
+run jsonpad --invocations 1 --handler-ms 0 --log-lines 3 --log-bytes 700 --log-format json
+check "padding: JSON function records are exactly --log-bytes of JSON" \
+	test "$(node -e 'let n = 0, ok = true; for (const l of require("fs").readFileSync(process.argv[1], "utf8").split("\n")) {
+	  if (!l) continue; for (const e of JSON.parse(l.slice(l.indexOf(" ") + 1))) if (e.type === "function") {
+	    n++; ok = ok && JSON.stringify(e.record).length === 700; } } console.log(ok && n === 3)' "$T/jsonpad/telemetry.log")" = true
+
 # TCP destination: newline-delimited JSON events
 run tcp --invocations 2 --log-lines 3 --ids "$T/tcp.ids" --env MINI_PROTOCOL=TCP
 check "TCP: run completes, nothing undelivered" test "$(jv "$T/tcp.json" 's.result === "ok" && s.telemetry.undelivered === 0 && s.telemetry.events > 10')" = true

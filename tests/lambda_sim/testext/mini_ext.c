@@ -12,6 +12,10 @@
  *   MINI_INVOKE_SLEEP_MS  delay the next call after an INVOKE
  *   MINI_WAIT_RUNTIME_DONE=1  call next only once the invocation's platform.runtimeDone arrived
  *   MINI_EXPECT_REPORTS  platform.report events to wait for after SHUTDOWN (default: INVOKEs seen)
+ *   MINI_WAIT_FOR   also wait, after SHUTDOWN, for a telemetry body containing this text
+ *   MINI_WAIT_FILE  wait (up to 10 s) for this file before registering; every extension creates
+ *                   $MINI_OUT/subscribed.<name> once subscribed
+ *   MINI_<X>_<name>  overrides MINI_<X> for the extension of that file name only
  *   MINI_EVENTS, MINI_TYPES, MINI_SCHEMA, MINI_BUFFER_MS, MINI_MAX_ITEMS, MINI_PROTOCOL, MINI_NAME
  */
 #define _GNU_SOURCE
@@ -36,6 +40,19 @@ static int fail_posts, slow_ms, tcp_mode;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static long long got_reports, got_rd;
+static const char *wait_for;    /* MINI_WAIT_FOR: text to receive before exiting at SHUTDOWN */
+static int got_wait_for;
+
+static const char *self_name;
+
+/* MINI_X_<name> (this extension's file name) overrides MINI_X. */
+static const char *env_(const char *key)
+{
+	char k[300];
+
+	snprintf(k, sizeof(k), "%s_%s", key, self_name ? self_name : "");
+	return getenv(k) ? getenv(k) : getenv(key);
+}
 
 static long long epoch_ms(void)
 {
@@ -140,6 +157,8 @@ static void count_events(const char *body)
 	pthread_mutex_lock(&mu);
 	got_reports += k;
 	got_rd += rd;
+	if (wait_for && strstr(body, wait_for))
+		got_wait_for = 1;
 	pthread_cond_broadcast(&cv);
 	pthread_mutex_unlock(&mu);
 }
@@ -244,12 +263,12 @@ static void *listener(void *arg)
 
 int main(int argc, char **argv)
 {
-	const char *name = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
-	const char *events = getenv("MINI_EVENTS") ? getenv("MINI_EVENTS") : "[\"INVOKE\",\"SHUTDOWN\"]";
-	const char *types = getenv("MINI_TYPES") ? getenv("MINI_TYPES") : "[\"platform\",\"function\",\"extension\"]";
-	const char *schema = getenv("MINI_SCHEMA") ? getenv("MINI_SCHEMA") : "2022-12-13";
-	int buffer_ms = getenv("MINI_BUFFER_MS") ? atoi(getenv("MINI_BUFFER_MS")) : 25;
-	int max_items = getenv("MINI_MAX_ITEMS") ? atoi(getenv("MINI_MAX_ITEMS")) : 1000;
+	const char *name = self_name = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+	const char *events = env_("MINI_EVENTS") ? env_("MINI_EVENTS") : "[\"INVOKE\",\"SHUTDOWN\"]";
+	const char *types = env_("MINI_TYPES") ? env_("MINI_TYPES") : "[\"platform\",\"function\",\"extension\"]";
+	const char *schema = env_("MINI_SCHEMA") ? env_("MINI_SCHEMA") : "2022-12-13";
+	int buffer_ms = env_("MINI_BUFFER_MS") ? atoi(env_("MINI_BUFFER_MS")) : 25;
+	int max_items = env_("MINI_MAX_ITEMS") ? atoi(env_("MINI_MAX_ITEMS")) : 1000;
 	char body[1024], hdr[300], *resp = NULL, p[1100];
 	struct sockaddr_in a;
 	socklen_t al = sizeof(a);
@@ -260,12 +279,13 @@ int main(int argc, char **argv)
 
 	(void)argc;
 	snprintf(api, sizeof(api), "%s", getenv("AWS_LAMBDA_RUNTIME_API") ? getenv("AWS_LAMBDA_RUNTIME_API") : "");
-	snprintf(outdir, sizeof(outdir), "%s", getenv("MINI_OUT") ? getenv("MINI_OUT") : "/tmp");
-	if (getenv("MINI_MODE"))
-		mode = getenv("MINI_MODE");
-	fail_posts = getenv("MINI_FAIL_POSTS") ? atoi(getenv("MINI_FAIL_POSTS")) : 0;
-	slow_ms = getenv("MINI_SLOW_MS") ? atoi(getenv("MINI_SLOW_MS")) : 0;
-	tcp_mode = getenv("MINI_PROTOCOL") && !strcmp(getenv("MINI_PROTOCOL"), "TCP");
+	snprintf(outdir, sizeof(outdir), "%s", env_("MINI_OUT") ? env_("MINI_OUT") : "/tmp");
+	if (env_("MINI_MODE"))
+		mode = env_("MINI_MODE");
+	wait_for = env_("MINI_WAIT_FOR");
+	fail_posts = env_("MINI_FAIL_POSTS") ? atoi(env_("MINI_FAIL_POSTS")) : 0;
+	slow_ms = env_("MINI_SLOW_MS") ? atoi(env_("MINI_SLOW_MS")) : 0;
+	tcp_mode = env_("MINI_PROTOCOL") && !strcmp(env_("MINI_PROTOCOL"), "TCP");
 	snprintf(p, sizeof(p), "%s/pid", outdir);
 	if ((f = fopen(p, "w"))) {
 		fprintf(f, "%d\n", getpid());
@@ -275,6 +295,12 @@ int main(int argc, char **argv)
 	if (!strcmp(mode, "crash_init"))
 		return 3;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (env_("MINI_WAIT_FILE")) {
+		/* start once another extension says it is subscribed (polled, bounded) */
+		int i;
+		for (i = 0; i < 2000 && access(env_("MINI_WAIT_FILE"), F_OK); i++)
+			usleep(5000);
+	}
 	if (!strcmp(mode, "child")) {
 		/* a child that stays in the process group and would outlive its parent */
 		pid_t c = fork();
@@ -288,7 +314,7 @@ int main(int argc, char **argv)
 		}
 	}
 
-	snprintf(hdr, sizeof(hdr), "Lambda-Extension-Name: %s", getenv("MINI_NAME") ? getenv("MINI_NAME") : name);
+	snprintf(hdr, sizeof(hdr), "Lambda-Extension-Name: %s", env_("MINI_NAME") ? env_("MINI_NAME") : name);
 	snprintf(body, sizeof(body), "{\"events\":%s}", events);
 	st = call("POST", "/2020-01-01/extension/register", body, hdr, &resp);
 	logf_("events.log", "register %s", resp);
@@ -321,6 +347,9 @@ int main(int argc, char **argv)
 		st = call("PUT", "/2022-07-01/telemetry", body, NULL, &resp);
 		logf_("events.log", "subscribe %s", resp);
 		free(resp);
+		snprintf(p, sizeof(p), "%s/subscribed.%s", outdir, name);
+		if ((f = fopen(p, "w")))
+			fclose(f);
 	}
 	printf("mini extension %s ready\n", name);
 	fflush(stdout);
@@ -339,9 +368,9 @@ int main(int argc, char **argv)
 			logf_("events.log", "INVOKE %s", resp);
 			if (!strcmp(mode, "crash_invoke"))
 				return 8;
-			if (getenv("MINI_INVOKE_SLEEP_MS"))
-				usleep((useconds_t)atoi(getenv("MINI_INVOKE_SLEEP_MS")) * 1000);
-			if (getenv("MINI_WAIT_RUNTIME_DONE")) {
+			if (env_("MINI_INVOKE_SLEEP_MS"))
+				usleep((useconds_t)atoi(env_("MINI_INVOKE_SLEEP_MS")) * 1000);
+			if (env_("MINI_WAIT_RUNTIME_DONE")) {
 				/* like most extensions: finish the invocation once its runtimeDone arrived */
 				struct timespec ts;
 				clock_gettime(CLOCK_REALTIME, &ts);
@@ -372,9 +401,10 @@ int main(int argc, char **argv)
 				ts.tv_nsec = (long)(dl % 1000) * 1000000L;
 			}
 			pthread_mutex_lock(&mu);
-			if (getenv("MINI_EXPECT_REPORTS"))
-				invokes = atoi(getenv("MINI_EXPECT_REPORTS"));
-			while (got_reports < invokes && pthread_cond_timedwait(&cv, &mu, &ts) == 0)
+			if (env_("MINI_EXPECT_REPORTS"))
+				invokes = atoi(env_("MINI_EXPECT_REPORTS"));
+			while ((got_reports < invokes || (wait_for && !got_wait_for)) &&
+			       pthread_cond_timedwait(&cv, &mu, &ts) == 0)
 				;
 			pthread_mutex_unlock(&mu);
 			logf_("events.log", "exit %s", "0");
