@@ -19,7 +19,6 @@ enum { EXIT_OK = 0, EXIT_USAGE = 2, EXIT_INIT = 3, EXIT_RESET = 4 };
 
 struct sim g = {
 	.mu = PTHREAD_MUTEX_INITIALIZER,
-	.cv = PTHREAD_COND_INITIALIZER,
 	.out_mu = PTHREAD_MUTEX_INITIALIZER,
 };
 
@@ -32,7 +31,6 @@ static int completed;
 static double t_inv_first, t_inv_last;      /* span of the invocation phase */
 static const char *result = "ok", *shutdown_reason_used;
 static double shutdown_ms_total;
-static int reset_happened;
 static char reset_reason[512];
 
 /* ---- helpers ---- */
@@ -54,7 +52,6 @@ static void sleep_ms(double ms)
 static int wait_for(int (*pred)(void), double deadline, double poll_ms)
 {
 	for (;;) {
-		struct timespec ts;
 		double left;
 
 		if (pred())
@@ -64,14 +61,7 @@ static int wait_for(int (*pred)(void), double deadline, double poll_ms)
 			return pred();
 		if (poll_ms > 0 && left > poll_ms)
 			left = poll_ms;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += (time_t)(left / 1000);
-		ts.tv_nsec += (long)((left - (double)(time_t)(left / 1000) * 1000) * 1e6);
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&g.cv, &g.mu, &ts);
+		cond_wait_until(&g.cv, &g.mu, now_ms() + left);
 	}
 }
 
@@ -1056,6 +1046,7 @@ int main(int argc, char **argv)
 
 	if (parse_args(argc, argv) < 0)
 		return EXIT_USAGE;
+	cond_init_mono(&g.cv);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
@@ -1108,7 +1099,6 @@ int main(int argc, char **argv)
 			t_inv_last = now_ms();
 		}
 		if (why) {
-			reset_happened = 1;
 			reason = reset_reason;
 			sim_logf("environment reset: %s", reset_reason);
 			if (!strcmp(why, "failure")) {

@@ -189,6 +189,9 @@ extern struct sim g;
 double now_ms(void);            /* monotonic, ms with sub-ms precision */
 double epoch_ms(void);          /* wall clock, Unix epoch ms */
 void iso_time(char *buf, size_t len, double epoch); /* "2022-10-21T14:05:03.165Z" */
+void cond_init_mono(pthread_cond_t *cv);     /* a condition variable timed on CLOCK_MONOTONIC */
+/* Waits on cv (initialised by cond_init_mono) until the monotonic time mono_ms; pthread's result. */
+int cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, double mono_ms);
 void uuid_v4(char out[37]);
 void rand_hex(char *out, size_t nhex);
 void dlist_add(struct dlist *l, double v);

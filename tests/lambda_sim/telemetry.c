@@ -249,19 +249,7 @@ static int send_tcp(struct sim_sub *s, const char *body, size_t len)
 
 static void timed_wait(pthread_cond_t *cv, double until_mono)
 {
-	struct timespec ts;
-	double delta = until_mono - now_ms();
-
-	if (delta <= 0)
-		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += (time_t)(delta / 1000);
-	ts.tv_nsec += (long)((delta - (double)(time_t)(delta / 1000) * 1000) * 1e6);
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_cond_timedwait(cv, &g.mu, &ts);
+	cond_wait_until(cv, &g.mu, until_mono);
 }
 
 static void *deliver_main(void *arg)
@@ -555,7 +543,7 @@ int tel_subscribe(struct sim_ext *e, json_object *req, char *err, size_t errlen)
 			snprintf(err, errlen, "out of memory");
 			return -ENOMEM;
 		}
-		pthread_cond_init(&s->cv, NULL);
+		cond_init_mono(&s->cv);
 		s->tcp_fd = -1;
 		s->ext = e;
 	}
