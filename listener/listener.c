@@ -340,7 +340,13 @@ listener_main(const struct listener_args *a)
 	/* Exit with the parent: a signal now, and getppid() checks for the window before this. */
 	(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
 	signal(SIGPIPE, SIG_IGN);
-	/* Blocked before civetweb starts its threads, so only wait_for_stop takes them. */
+	/*
+	 * Handlers inherited from the controller would swallow a SIGTERM sent right
+	 * after fork; default action until blocked, then blocked before civetweb starts
+	 * its threads, so only wait_for_stop takes them.
+	 */
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
 	sigemptyset(&stopset);
 	sigaddset(&stopset, SIGTERM);
 	sigaddset(&stopset, SIGINT);
