@@ -317,6 +317,12 @@ wait_for_stop(const sigset_t *stopset, pid_t parent)
 int
 listener_main(const struct listener_args *a)
 {
+	return listener_run(a, 0);
+}
+
+int
+listener_run(const struct listener_args *a, int ring_wait_ms)
+{
 	const struct kte_config *cfg = a->cfg;
 	struct listener l;
 	struct mg_callbacks cb;
@@ -356,7 +362,7 @@ listener_main(const struct listener_args *a)
 	l.ctl = a->ctl;
 	l.body_limit = listener_body_limit(cfg);
 	if (intake_init(&l.intake, cfg, a->ring, a->ctl, a->fds != NULL ? a->fds->to_controller : -1,
-	    a->ring_wait_ms) != 0)
+	    ring_wait_ms) != 0)
 		log_warnx("KTE_DROP_TYPES=\"%s\": some entries are empty, too long or too many; "
 		    "using the first %d valid ones", cfg->drop_types, FILTER_MAX_TYPES);
 

@@ -633,7 +633,7 @@ START_TEST(test_exits_with_parent)
 	mid = fork();
 	ck_assert_int_ge(mid, 0);
 	if (mid == 0) {
-		struct listener_args a = { &f.cfg, &f.ring, f.ctl, &f.fds, 0 };
+		struct listener_args a = { &f.cfg, &f.ring, f.ctl, &f.fds };
 		pid_t c = fork();
 
 		if (c == 0)
