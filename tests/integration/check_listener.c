@@ -616,6 +616,31 @@ START_TEST(test_restart_same_port)
 }
 END_TEST
 
+START_TEST(test_sigterm_with_idle_keepalive)
+{
+	struct listener_fixture f;
+	CURL *h[3];
+	uint64_t t0;
+	int status;
+
+	lfix_init(&f);
+	ck_assert_int_eq(lfix_start(&f, RING_BYTES), 0);
+	/* Three idle keep-alive connections, each parking a civetweb worker. */
+	for (int i = 0; i < 3; i++) {
+		h[i] = curl_easy_init();
+		ck_assert_int_eq(post(h[i], &f, "/", "[]"), 200);
+	}
+	t0 = now_mono_ms();
+	status = lfix_stop(&f, SIGTERM);
+	/* civetweb alone would take up to 2 s (its poll quantum); the controller's budget is smaller. */
+	ck_assert_uint_lt(now_mono_ms() - t0, 1000);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	for (int i = 0; i < 3; i++)
+		curl_easy_cleanup(h[i]);
+	lfix_free(&f);
+}
+END_TEST
+
 START_TEST(test_exits_with_parent)
 {
 	struct listener_fixture f;
@@ -675,6 +700,7 @@ listener_suite(void)
 	tcase_add_test(tc, test_runtime_done_and_counts);
 	tcase_add_test(tc, test_filters);
 	tcase_add_test(tc, test_restart_same_port);
+	tcase_add_test(tc, test_sigterm_with_idle_keepalive);
 	tcase_add_test(tc, test_exits_with_parent);
 	suite_add_tcase(s, tc);
 	return s;
