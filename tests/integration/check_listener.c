@@ -415,13 +415,17 @@ START_TEST(test_ring_full_503_nothing_partial)
 	ck_assert_int_eq(lfix_start(&f, 16384), 0);
 	batch_build(&bt, 1, 1, 20);     /* ~4 KiB: a few fit */
 	for (int i = 0; i < 50 && refused == 0; i++) {
+		uint64_t t0 = now_mono_ms();
 		long st = lfix_request(h, &f, "POST", "/", bt.body, bt.len, 0);
 
 		ck_assert(st == 200 || st == 503);
 		if (st == 200)
 			accepted++;
-		else
+		else {
 			refused++;
+			/* It waited for space first (a lower bound: never flaky). */
+			ck_assert_uint_ge(now_mono_ms() - t0, (uint64_t)f.ring_wait_ms);
+		}
 	}
 	ck_assert_int_gt(accepted, 0);
 	ck_assert_int_eq(refused, 1);
