@@ -286,6 +286,9 @@ discard(struct dispatcher *d)
 	}
 }
 
+static void on_failure(struct dispatcher *d, bool hard, const struct reply_result *res);
+static void schedule_retry(struct dispatcher *d, uint64_t min_delay);
+
 static void
 send_batch(struct dispatcher *d)
 {
@@ -303,10 +306,17 @@ send_batch(struct dispatcher *d)
 	}
 	rc = kinesis_client_start(d->kc, d->batch.body, d->batch.len, timeout);
 	if (rc < 0) {
-		log_warnx("cannot start a PutRecords request: %s", strerror(-rc));
-		d->attempt++;
-		d->not_before = now_mono_ms() + backoff_delay_ms(d->attempt, d->cfg->retry_base_ms,
-		    d->cfg->retry_max_ms, backoff_rand01(&d->rng));
+		/* Signing failed (no credentials) or no memory: nothing a quick retry fixes. */
+		struct reply_result res = { .outcome = REPLY_CONFIG };
+
+		snprintf(res.code, sizeof(res.code), "%s", rc == -EINVAL ? "MissingCredentials" : "LocalError");
+		if (!d->problem_logged) {
+			log_error("cannot sign or start a PutRecords request: %s%s", strerror(-rc),
+			    rc == -EINVAL ? " (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY missing?)" : "");
+			d->problem_logged = true;
+		}
+		on_failure(d, true, &res);
+		schedule_retry(d, d->cfg->circuit_probe_ms);
 		return;
 	}
 	atomic_fetch_add(&d->ctl->dispatcher.requests, 1);
@@ -607,7 +617,10 @@ dispatcher_main(const struct dispatcher_args *a)
 		    (d->kc == NULL || !kinesis_client_busy(d->kc)) && !d->live && d->drained &&
 		    !d->carry_valid ? 1u : 0u);
 
-		data_waiting = ring_reader_arm(d->ring);
+		/* Ask the writers for a wake-up only when new data would be acted on. */
+		data_waiting = d->carry_valid;
+		if (d->kc == NULL || (!d->live && may_fill(d)))
+			data_waiting |= ring_reader_arm(d->ring);
 		if (data_waiting)
 			d->drained = false;
 		pfd[0] = (struct pollfd){ .fd = d->ring->data_efd, .events = POLLIN };

@@ -97,8 +97,11 @@ h_handler(void *ctx, const struct sink_request *req, struct sink_reply *rep)
 	bool record_anyway = false;
 	unsigned n = 0;
 	struct ring_stats st;
+	char *text;
 
-	root = json_tokener_parse(strndup(req->body, req->body_len));
+	text = strndup(req->body, req->body_len);
+	root = json_tokener_parse(text);
+	free(text);
 	if (root == NULL || !json_object_object_get_ex(root, "Records", &recs) ||
 	    strcmp(req->target, "Kinesis_20131202.PutRecords") != 0 ||
 	    strcmp(req->content_type, "application/x-amz-json-1.1") != 0) {
@@ -433,8 +436,10 @@ script_partial(struct harness *h, const struct sink_request *req, unsigned n, ui
     struct sink_reply *rep, bool *record_anyway)
 {
 	struct partial_ctx *c = h->script_ctx;
-	json_object *root = json_tokener_parse(strndup(req->body, req->body_len)), *recs;
+	char *text = strndup(req->body, req->body_len);
+	json_object *root = json_tokener_parse(text), *recs;
 
+	free(text);
 	(void)rep;
 	(void)record_anyway;
 	json_object_object_get_ex(root, "Records", &recs);
@@ -684,7 +689,10 @@ START_TEST(test_invalid_request_dropped_and_reported)
 	ck_assert_msg(strstr(summary, "\"type\":\"extension.kte.dropped\"") != NULL, "no summary");
 	ck_assert_msg(strstr(summary, "\"eventsRejected\":200") != NULL, "summary: %s", summary);
 	ck_assert(strstr(summary, "\"eventsTooLarge\":0") != NULL);
-	ck_assert(json_tokener_parse(summary) != NULL);
+	json_object *sj = json_tokener_parse(summary);
+
+	ck_assert_ptr_nonnull(sj);
+	json_object_put(sj);
 	h_free(h);
 }
 END_TEST
@@ -925,6 +933,25 @@ START_TEST(test_requests_are_signed)
 }
 END_TEST
 
+START_TEST(test_missing_credentials_open_circuit)
+{
+	struct harness *h = h_new(NULL);
+	struct ring_stats st;
+	long ms;
+
+	unsetenv("AWS_ACCESS_KEY_ID");
+	h_spawn(h);
+	h_write(h, 0, 10, 200);
+	ms = h_flush(h, 5000);
+	ck_assert_msg(ms >= 0 && ms < 2000, "flush took %ld ms without credentials", ms);
+	ck_assert_uint_eq(atomic_load(&h->ctl->kinesis_healthy), 0);
+	ck_assert_uint_eq(sink_requests(h->sink), 0);
+	ring_stats(&h->ring, &st);
+	ck_assert_uint_eq(st.released_records, 0);
+	h_free(h);
+}
+END_TEST
+
 static Suite *
 dispatcher_suite(void)
 {
@@ -946,6 +973,7 @@ dispatcher_suite(void)
 	tcase_add_test(tc, test_circuit_opens_and_flush_does_not_wait);
 	tcase_add_test(tc, test_invalid_request_dropped_and_reported);
 	tcase_add_test(tc, test_too_large_dropped_and_reported);
+	tcase_add_test(tc, test_missing_credentials_open_circuit);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("control");
 	tcase_set_timeout(tc, 60);
