@@ -3,10 +3,11 @@
  *
  * Backoff is exponential with full jitter (the SDKs' standard mode):
  *   delay = rand(0,1) * min(base * 2^(attempt-1), cap)
+ * with base and cap from KTE_RETRY_BASE_MS (50) and KTE_RETRY_MAX_MS (20000).
  * The circuit opens after CIRCUIT_OPEN_AFTER consecutive failed requests, or at once
- * on an error no retry can fix (access, not found, invalid request); while open the
- * dispatcher probes at most every CIRCUIT_PROBE_MS and the controller stops waiting
- * for flushes. Any accepted record closes it. Process-local.
+ * on an error no retry can fix (access, not found, invalid request), after which the
+ * dispatcher tries again only every KTE_CIRCUIT_PROBE_MS (30000); while it is open the
+ * controller stops waiting for flushes. Any accepted record closes it. Process-local.
  */
 #ifndef KTE_BACKOFF_H
 #define KTE_BACKOFF_H
@@ -14,10 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define BACKOFF_BASE_MS     50u
-#define BACKOFF_CAP_MS      20000u
 #define CIRCUIT_OPEN_AFTER  3u
-#define CIRCUIT_PROBE_MS    30000u
 
 /* rand01 in [0,1). Returns the delay in ms for attempt (1 = first retry). */
 uint64_t backoff_delay_ms(unsigned attempt, uint32_t base_ms, uint32_t cap_ms, double rand01);

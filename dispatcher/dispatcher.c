@@ -286,6 +286,9 @@ discard(struct dispatcher *d)
 	}
 }
 
+static void on_failure(struct dispatcher *d, bool hard, const struct reply_result *res);
+static void schedule_retry(struct dispatcher *d, uint64_t min_delay);
+
 static void
 send_batch(struct dispatcher *d)
 {
@@ -303,10 +306,17 @@ send_batch(struct dispatcher *d)
 	}
 	rc = kinesis_client_start(d->kc, d->batch.body, d->batch.len, timeout);
 	if (rc < 0) {
-		log_warnx("cannot start a PutRecords request: %s", strerror(-rc));
-		d->attempt++;
-		d->not_before = now_mono_ms() + backoff_delay_ms(d->attempt, BACKOFF_BASE_MS,
-		    BACKOFF_CAP_MS, backoff_rand01(&d->rng));
+		/* Signing failed (no credentials) or no memory: nothing a quick retry fixes. */
+		struct reply_result res = { .outcome = REPLY_CONFIG };
+
+		snprintf(res.code, sizeof(res.code), "%s", rc == -EINVAL ? "MissingCredentials" : "LocalError");
+		if (!d->problem_logged) {
+			log_error("cannot sign or start a PutRecords request: %s%s", strerror(-rc),
+			    rc == -EINVAL ? " (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY missing?)" : "");
+			d->problem_logged = true;
+		}
+		on_failure(d, true, &res);
+		schedule_retry(d, d->cfg->circuit_probe_ms);
 		return;
 	}
 	atomic_fetch_add(&d->ctl->dispatcher.requests, 1);
@@ -318,7 +328,8 @@ schedule_retry(struct dispatcher *d, uint64_t min_delay)
 	uint64_t delay;
 
 	d->attempt++;
-	delay = backoff_delay_ms(d->attempt, BACKOFF_BASE_MS, BACKOFF_CAP_MS, backoff_rand01(&d->rng));
+	delay = backoff_delay_ms(d->attempt, d->cfg->retry_base_ms, d->cfg->retry_max_ms,
+	    backoff_rand01(&d->rng));
 	if (delay < min_delay)
 		delay = min_delay;
 	if (shutting_down(d) && delay > SHUTDOWN_RETRY_MS && min_delay == 0)
@@ -397,8 +408,9 @@ handle_reply(struct dispatcher *d, const struct kinesis_response *resp)
 		atomic_fetch_add(&c->request_failures, 1);
 		on_failure(d, false, &res);
 		if (!d->problem_logged) {
-			log_warnx("PutRecords failed (HTTP %ld, %s: %s); retrying with backoff",
-			    res.http_status, res.code, res.message);
+			log_warnx("PutRecords failed (HTTP %ld%s%s%s%s); retrying with backoff",
+			    res.http_status, res.code[0] ? ", " : "", res.code, res.message[0] ? ": " : "",
+			    res.message);
 			d->problem_logged = true;
 		}
 		schedule_retry(d, 0);
@@ -418,12 +430,12 @@ handle_reply(struct dispatcher *d, const struct kinesis_response *resp)
 		atomic_fetch_add(&c->request_failures, 1);
 		if (!d->problem_logged) {
 			log_error("Kinesis refused PutRecords: %s: %s (HTTP %ld); keeping the records, "
-			    "next attempt in %u s", res.code[0] ? res.code : "error", res.message,
-			    res.http_status, CIRCUIT_PROBE_MS / 1000);
+			    "next attempt in %u ms", res.code[0] ? res.code : "error", res.message,
+			    res.http_status, d->cfg->circuit_probe_ms);
 			d->problem_logged = true;
 		}
 		on_failure(d, true, &res);
-		schedule_retry(d, CIRCUIT_PROBE_MS);
+		schedule_retry(d, d->cfg->circuit_probe_ms);
 		return;
 	case REPLY_INVALID:
 		atomic_fetch_add(&c->request_failures, 1);
@@ -436,7 +448,7 @@ handle_reply(struct dispatcher *d, const struct kinesis_response *resp)
 		on_failure(d, true, &res);
 		release_batch(d);
 		d->attempt = 0;
-		schedule_retry(d, CIRCUIT_PROBE_MS);
+		schedule_retry(d, d->cfg->circuit_probe_ms);
 		return;
 	}
 }
@@ -605,7 +617,10 @@ dispatcher_main(const struct dispatcher_args *a)
 		    (d->kc == NULL || !kinesis_client_busy(d->kc)) && !d->live && d->drained &&
 		    !d->carry_valid ? 1u : 0u);
 
-		data_waiting = ring_reader_arm(d->ring);
+		/* Ask the writers for a wake-up only when new data would be acted on. */
+		data_waiting = d->carry_valid;
+		if (d->kc == NULL || (!d->live && may_fill(d)))
+			data_waiting |= ring_reader_arm(d->ring);
 		if (data_waiting)
 			d->drained = false;
 		pfd[0] = (struct pollfd){ .fd = d->ring->data_efd, .events = POLLIN };

@@ -54,9 +54,11 @@ static void
 parse_body(const struct batch *b, struct body_out *o)
 {
 	json_object *root, *recs, *v;
+	char *text = strndup(b->body, b->len);
 
 	memset(o, 0, sizeof(*o));
-	root = json_tokener_parse(strndup(b->body, b->len));
+	root = json_tokener_parse(text);
+	free(text);
 	ck_assert_msg(root != NULL, "body is not JSON");
 	if (json_object_object_get_ex(root, "StreamName", &v))
 		snprintf(o->stream, sizeof(o->stream), "%s", json_object_get_string(v));
@@ -295,7 +297,7 @@ START_TEST(test_ndjson_record_exact_and_over)
 {
 	/* 1024-byte records, key "k": 511 + '\n' + 511 + key = 1024 exactly. */
 	struct fixture *fx = fixture_new(FORMAT_NDJSON, 1024, 5 * MiB, "k");
-	uint8_t *a = make_event(511, NULL, 1), *b = make_event(512, NULL, 2);
+	uint8_t *a = make_event(511, NULL, 1), *b = make_event(1024, NULL, 2);
 	static struct body_out o;
 
 	ck_assert_int_eq(batch_add(&fx->b, a, 511, false), BATCH_ADDED);
@@ -325,7 +327,7 @@ END_TEST
 START_TEST(test_ndjson_500_records_and_request_bytes)
 {
 	struct fixture *fx = fixture_new(FORMAT_NDJSON, 1024, 5 * MiB, "k");
-	uint8_t *e = make_event(1000, NULL, 1);
+	uint8_t *e = make_event(1023, NULL, 1);
 	struct fixture *fy;
 
 	for (int i = 0; i < 500; i++)
