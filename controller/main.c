@@ -458,7 +458,7 @@ controller_report(struct controller *c)
 	ring_stats(&c->ring, &st);
 	pending = st.written_records - st.released_records;
 	dropped = atomic_load(&d->events_dropped);
-	refused = atomic_load(&l->ring_full) + atomic_load(&l->oversized_dropped);
+	refused = atomic_load(&l->oversized_dropped);
 	lambda_dropped = atomic_load(&l->logs_dropped_records);
 	log_info("shutdown: received %" PRIu64 " events in %" PRIu64 " batches; sent %" PRIu64 " events "
 	    "(%" PRIu64 " bytes) in %" PRIu64 " PutRecords, %" PRIu64 " failed requests, %" PRIu64
@@ -468,10 +468,13 @@ controller_report(struct controller *c)
 	if (pending > 0 || dropped > 0 || refused > 0 || lambda_dropped > 0)
 		log_warnx("shutdown: NOT sent: %" PRIu64 " events (%" PRIu64 " bytes) left in the ring; %"
 		    PRIu64 " given up by the dispatcher (too large, rejected, or left at the deadline); %"
-		    PRIu64 " refused by the listener (ring full or too large); %" PRIu64 " dropped by Lambda "
+		    PRIu64 " too large for a record, dropped by the listener; %" PRIu64 " dropped by Lambda "
 		    "(platform.logsDropped)", pending, st.head - st.tail, dropped, refused, lambda_dropped);
 	else
 		log_info("shutdown: everything received was sent");
+	if (atomic_load(&l->ring_full) > 0)
+		log_warnx("shutdown: the ring was full %" PRIu64 " times (Lambda retried those batches; "
+		    "consider a larger KTE_RING_BYTES)", atomic_load(&l->ring_full));
 	if (c->quick_n > 0)
 		log_info("invoke: %" PRIu64 " handled without waiting, INVOKE to next mean %" PRIu64 " us max %"
 		    PRIu64 " us", c->quick_n, c->quick_sum_us / c->quick_n, c->quick_max_us);
