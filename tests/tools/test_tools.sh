@@ -138,6 +138,29 @@ r=$(put d1 pk dr1 dr2)
 check "dropReply: client sees no reply (got '$r')" [ "${r%% *}" = 000 ]
 check "dropReply: records are in the stream anyway" expect_stream "a1 a2 a3 a4 b0 b2 b4 $ok_list dr1 dr2"
 check "stats: ackDropped 2" [ "$(stats j.records.ackDropped)" = 2 ]
+printf '%s\n' a1 a2 a3 a4 b0 b2 b4 $ok_list dr1 dr2 >"$tmp/expected.txt"
+node $T/kinesis_read.js --endpoint "$KINESIS_MOCK_ENDPOINT" --region "$KINESIS_MOCK_REGION" --stream $STREAM >"$tmp/actual.jsonl"
+check "stream_compare: the stream is exactly what was acknowledged or ack-dropped" \
+  node $T/stream_compare.js --quiet --expected "$tmp/expected.txt" --actual "$tmp/actual.jsonl"
+head -n -1 "$tmp/expected.txt" >"$tmp/expected-short.txt"
+check "stream_compare: an unexpected record fails" \
+  bash -c "! node $T/stream_compare.js --quiet --expected $tmp/expected-short.txt --actual $tmp/actual.jsonl >/dev/null 2>&1"
+echo extra >>"$tmp/expected.txt"
+check "stream_compare: a missing record fails" \
+  bash -c "! node $T/stream_compare.js --quiet --expected $tmp/expected.txt --actual $tmp/actual.jsonl >/dev/null 2>&1"
+# Duplicates (in another outer record) and ndjson splitting, on synthetic reader output.
+b64() { printf '%s' "$1" | base64 -w0; }
+printf '%s\n' x y z >"$tmp/e2.txt"
+{ echo "{\"shardId\":\"s\",\"sequenceNumber\":\"1\",\"data\":\"$(b64 'x
+y
+')\"}"
+  echo "{\"shardId\":\"s\",\"sequenceNumber\":\"2\",\"data\":\"$(b64 'y
+z')\"}"; } >"$tmp/a2.jsonl"
+check "stream_compare --split-lines: a duplicate fails by default" \
+  bash -c "! node $T/stream_compare.js --quiet --split-lines --expected $tmp/e2.txt --actual $tmp/a2.jsonl >/dev/null"
+check "stream_compare --split-lines: allowed with --max-duplicate-records 1" \
+  [ "$(node $T/stream_compare.js --quiet --split-lines --max-duplicate-records 1 --expected $tmp/e2.txt --actual $tmp/a2.jsonl)" = \
+    '{"expected":3,"actual":4,"missing":0,"unexpected":0,"duplicates":1,"duplicateRecords":1}' ]
 
 # 6. Latency: a request takes at least latencyMs.
 fault '{"latencyMs":400}'
