@@ -9,8 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 T=tests/tools
 tmp=$(mktemp -d)
-KINESIS_MOCK_PID="" FAULT_PROXY_PID=""
+KINESIS_MOCK_PID="" FAULT_PROXY_PID="" P2_PID=""
 cleanup() {
+  [ -n "$P2_PID" ] && $T/fault_proxy.sh stop "$P2_PID"
   [ -n "$FAULT_PROXY_PID" ] && $T/fault_proxy.sh stop "$FAULT_PROXY_PID"
   [ -n "$KINESIS_MOCK_PID" ] && $T/kinesis_mock.sh stop "$KINESIS_MOCK_PID"
   rm -rf "$tmp"
@@ -206,6 +207,24 @@ check "records sent while down never reached the stream" bash -c "! node $T/kine
 code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$FAULT_PROXY_CONTROL/__fault" -d '{"error500Rate":7}')
 check "invalid rate refused with 400" [ "$code" = 400 ]
 check "configuration unchanged" [ "$(curl -sS $FAULT_PROXY_CONTROL/__fault | node -e 'console.log(JSON.parse(require("fs").readFileSync(0)).error500Rate)')" = 0 ]
+
+# 9b. Configuration from the command line and the environment at start-up.
+eval "$(KFP_SEED=7 TMPDIR=$tmp $T/fault_proxy.sh start "$KINESIS_MOCK_ENDPOINT" --config '{"script":["503"]}' --error500-rate 0 |
+  sed 's/^FAULT_PROXY_/P2_/')"
+main_ep=$FAULT_PROXY_ENDPOINT
+FAULT_PROXY_ENDPOINT=$P2_ENDPOINT
+mkreq c1 pk cfg1
+check "--config script applied at start (503 first)" [ "$(send c1)" = "503 0" ]
+check "then requests pass" [ "$(send c1)" = "200 0" ]
+check "KFP_SEED read from the environment" [ "$(curl -sS $P2_CONTROL/__stats | node -pe 'JSON.parse(require("fs").readFileSync(0)).seed')" = 7 ]
+$T/fault_proxy.sh stop "$P2_PID"
+eval "$(TMPDIR=$tmp $T/fault_proxy.sh start "$KINESIS_MOCK_ENDPOINT" --down | sed 's/^FAULT_PROXY_/P2_/')"
+FAULT_PROXY_ENDPOINT=$P2_ENDPOINT
+check "--down: starts down (connection refused)" [ "$(send c1)" = "000 7" ]
+curl -sS -o /dev/null -X POST "$P2_CONTROL/__fault" -d '{"down":false}'
+check "--down: up once told so (the control reply waits for the port)" [ "$(send c1)" = "200 0" ]
+$T/fault_proxy.sh stop "$P2_PID"
+FAULT_PROXY_ENDPOINT=$main_ep
 
 # 10. The reader de-aggregates KPL records (encoded by aws-kinesis-agg itself here).
 node -e '
