@@ -99,6 +99,12 @@ mkdir -p "$T/noexec/extensions"; echo 'not a program' >"$T/noexec/extensions/bro
 check "non-executable extension: init fails (rc=$RC)" \
 	test "$RC" -eq 3 -a "$(jv "$T/noexec.json" '/cannot start extension broken/.test(s.reason)')" = true
 
+# --port: a port picked free at run time, passed on
+P=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close();});')
+run fixedport --port "$P"; RC=$?
+check "--port $P: the Runtime API listens there (rc=$RC)" \
+	test "$RC" -eq 0 -a "$(jv "$T/fixedport.json" 's.config.port')" = "$P"
+
 # usage errors
 "$KTE_SIM" --invocations 1 >/dev/null 2>&1; RC=$?
 check "no --layer is a usage error (rc=$RC)" test "$RC" -eq 2
