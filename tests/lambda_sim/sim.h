@@ -125,6 +125,7 @@ struct sim_opts {
 	const char *shutdown_reason;
 	const char *summary_path;
 	const char *ids_path;
+	const char *dropped_ids_path;
 	const char *id_prefix;
 	int quiet;
 	int managed;
@@ -179,6 +180,7 @@ struct sim {
 	struct dlist api_lat[4];
 	const char *fail_reason;
 	char fail_buf[512];
+	FILE *dropped_ids;      /* --dropped-ids: "<extension> <id>" per function record dropped */
 	/* stderr gate so lines do not interleave */
 	pthread_mutex_t out_mu;
 };
