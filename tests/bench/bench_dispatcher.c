@@ -13,6 +13,7 @@
  *   KTE_BENCH_EVENTS (default 300000) sets the number of events.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,29 @@ fill_event(char *ev, unsigned i)
 	return EVENT_BYTES;
 }
 
+/* Pss of pid in KiB, leaving out the shared ring (a memfd mapping). */
+static long
+pss_kib(pid_t pid)
+{
+	char path[64], line[512];
+	long total = 0, v;
+	bool ring = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strchr(line, '-') != NULL && strchr(line, ':') != NULL && line[0] != ' ' &&
+		    strncmp(line, "Pss", 3) != 0 && sscanf(line, "%*x-%*x %*s %*x %*s %*d") == 0)
+			ring = strstr(line, "memfd:") != NULL;
+		if (sscanf(line, "Pss: %ld kB", &v) == 1 && !ring)
+			total += v;
+	}
+	fclose(f);
+	return total;
+}
+
 static int
 run_one(const struct run *r, unsigned nevents, uint16_t port, double *event_records)
 {
@@ -72,6 +96,7 @@ run_one(const struct run *r, unsigned nevents, uint16_t port, double *event_reco
 	uint64_t t0, t1, req;
 	pid_t pid;
 	int n = 0, st;
+	long pss;
 	double secs, cpu, requests, records, wire, body;
 
 	snprintf(endpoint, sizeof(endpoint), "KTE_KINESIS_ENDPOINT=http://127.0.0.1:%u/", port);
@@ -111,6 +136,10 @@ run_one(const struct run *r, unsigned nevents, uint16_t port, double *event_reco
 	while (atomic_load(&ctl->flush_completed) < req)
 		notify_wait(fds.to_controller, 100);
 	t1 = now_mono_us();
+	/* Memory once idle again (buffers of the burst given back). */
+	for (int i = 0; i < 200 && !atomic_load(&ctl->dispatcher_idle); i++)
+		notify_wait(fds.to_controller, 5);
+	pss = pss_kib(pid);
 	kill(pid, SIGTERM);
 	wait4(pid, &st, 0, &ru);
 	secs = (double)(t1 - t0) / 1e6;
@@ -126,9 +155,10 @@ run_one(const struct run *r, unsigned nevents, uint16_t port, double *event_reco
 	if (*event_records == 0)
 		*event_records = records;
 	printf("%-22s %8.0f events/s %5.0f req/s %6.1f rec/req %6.0f KiB/req %6.1f B/event "
-	    "%7.1f events/record (%5.0fx fewer records than event) | dispatcher cpu %.2fs = %.0f events/cpu-s\n",
+	    "%7.1f events/record (%5.0fx fewer records than event) | dispatcher cpu %.2fs = %.0f events/cpu-s, "
+	    "idle Pss %ld KiB without the ring\n",
 	    r->name, nevents / secs, requests / secs, records / requests, body / requests / 1024,
-	    wire / nevents, nevents / records, *event_records / records, cpu, nevents / cpu);
+	    wire / nevents, nevents / records, *event_records / records, cpu, nevents / cpu, pss);
 	fflush(stdout);
 	control_free(ctl, &fds);
 	ring_close(&ring);
