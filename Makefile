@@ -57,7 +57,10 @@ BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_SECONDS ?= 20
 
-export BUILD KTE_BIN=$(abspath $(BUILD)/bin/$(NAME)) KTE_SIM=$(abspath $(BUILD)/bin/lambda-sim) KTE_BUILD=$(abspath $(BUILD))
+export BUILD
+export KTE_BIN := $(abspath $(BUILD)/bin/$(NAME))
+export KTE_SIM := $(abspath $(BUILD)/bin/lambda-sim)
+export KTE_BUILD := $(abspath $(BUILD))
 
 .PHONY: all check check-unit check-integration asan valgrind bench fuzz layer demo deps clean
 all: $(LIB) $(EXE) $(SIM) $(UNIT_BIN) $(INTEG_BIN) $(BENCH_BIN)
