@@ -36,6 +36,7 @@
 #define POLL_CAP_MS         500     /* re-check the parent and the deadline this often */
 #define KEEP_IDLE_BYTES     (256u << 10) /* buffers kept across idle periods */
 #define DROP_LOG_EVERY_MS   10000
+#define SUMMARY_EVERY_MS    10000   /* at most one drop summary per interval (but the first at once) */
 
 static volatile sig_atomic_t stop_signal;
 
@@ -68,6 +69,7 @@ struct dispatcher {
 	struct drop_counts summary_counts; /* counts in the summary of the live batch */
 	uint64_t summary_since_ms;
 	uint64_t summary_built_ms;
+	uint64_t summary_sent_ms;       /* mono ms the last summary was accepted */
 	char summary[1024];
 
 	uint64_t drop_log_ms;
@@ -186,6 +188,10 @@ add_summary(struct dispatcher *d)
 	int n, rc;
 
 	if (d->cb.open)
+		return;
+	/* While the ring overflows every request would carry one: pace them, except at shutdown. */
+	if (d->summary_sent_ms != 0 && now_mono_ms() - d->summary_sent_ms < SUMMARY_EVERY_MS &&
+	    !shutting_down(d))
 		return;
 	dropped_collect(&cur, &d->local, d->ring, d->ctl);
 	if (!dropped_any(&cur, &d->reported))
@@ -386,6 +392,7 @@ handle_reply(struct dispatcher *d, const struct kinesis_response *resp)
 		if (st.summary_ok) {
 			d->reported = d->summary_counts;
 			d->summary_since_ms = d->summary_built_ms;
+			d->summary_sent_ms = now_mono_ms();
 		}
 		if (st.records_ok > 0)
 			on_success(d);
