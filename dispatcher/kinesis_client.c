@@ -319,6 +319,17 @@ kinesis_client_busy(const struct kinesis_client *kc)
 	return kc->busy;
 }
 
+bool
+kinesis_client_body_sent(const struct kinesis_client *kc)
+{
+	curl_off_t up = 0;
+
+	if (!kc->busy)
+		return false;
+	curl_easy_getinfo(kc->easy, CURLINFO_SIZE_UPLOAD_T, &up);
+	return up >= (curl_off_t)kc->body_len;
+}
+
 void
 kinesis_client_abort(struct kinesis_client *kc)
 {

@@ -952,6 +952,41 @@ START_TEST(test_missing_credentials_open_circuit)
 }
 END_TEST
 
+/* Random partial and whole failures while events keep arriving (the next batch is prepared meanwhile). */
+static void
+script_random(struct harness *h, const struct sink_request *req, unsigned n, uint8_t *failed,
+    struct sink_reply *rep, bool *record_anyway)
+{
+	unsigned x = req->seq * 2654435761u;
+
+	(void)h;
+	(void)record_anyway;
+	if (x % 100 < 5) {
+		rep->status = 500;
+		return;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		x = x * 1103515245u + 12345u;
+		failed[i] = (x >> 16) % 100 < 10;
+	}
+}
+
+START_TEST(test_streaming_with_random_failures)
+{
+	const char *vars[] = { "KTE_RECORD_FORMAT=ndjson", "KTE_MAX_RECORD_BYTES=4096", NULL };
+	struct harness *h = h_new(vars);
+
+	h->script = script_random;
+	h_spawn(h);
+	for (unsigned i = 0; i < 20000; i += 500)
+		h_write(h, i, 500, 150 + i % 200);
+	ck_assert(h_wait_released(h, 20000, 30000));
+	assert_each_once(h, 20000);
+	ck_assert_uint_gt(atomic_load(&h->ctl->dispatcher.records_retried), 0);
+	h_free(h);
+}
+END_TEST
+
 static Suite *
 dispatcher_suite(void)
 {
@@ -974,6 +1009,7 @@ dispatcher_suite(void)
 	tcase_add_test(tc, test_invalid_request_dropped_and_reported);
 	tcase_add_test(tc, test_too_large_dropped_and_reported);
 	tcase_add_test(tc, test_missing_credentials_open_circuit);
+	tcase_add_test(tc, test_streaming_with_random_failures);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("control");
 	tcase_set_timeout(tc, 60);
