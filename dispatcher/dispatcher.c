@@ -515,7 +515,7 @@ finish_shutdown(struct dispatcher *d, const char *why)
 	struct ring_stats st;
 	uint64_t left, bytes;
 
-	if (kinesis_client_busy(d->kc != NULL ? d->kc : NULL))
+	if (d->kc != NULL && kinesis_client_busy(d->kc))
 		kinesis_client_abort(d->kc);
 	ring_stats(d->ring, &st);
 	left = st.written_records > st.released_records ? st.written_records - st.released_records : 0;

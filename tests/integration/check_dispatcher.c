@@ -952,6 +952,29 @@ START_TEST(test_missing_credentials_open_circuit)
 }
 END_TEST
 
+START_TEST(test_no_destination_discards_and_counts)
+{
+	struct harness *h = h_new(NULL);
+	int64_t deadline;
+	int st;
+
+	h->cfg.shipping_enabled = false;        /* as config_load leaves it without a stream */
+	h_spawn(h);
+	h_write(h, 0, 30, 200);
+	ck_assert_int_ge(h_flush(h, 5000), 0);
+	ck_assert(h_wait_released(h, 30, 5000));
+	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.events_dropped), 30);
+	ck_assert_uint_eq(sink_requests(h->sink), 0);
+	deadline = (int64_t)now_epoch_ms() + 200;
+	atomic_store(&h->ctl->shutdown_deadline_ms, deadline);
+	notify_signal(h->fds.to_dispatcher);
+	ck_assert_int_eq(waitpid(h->pid, &st, 0), h->pid);
+	h->pid = 0;
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	h_free(h);
+}
+END_TEST
+
 /* Random partial and whole failures while events keep arriving (the next batch is prepared meanwhile). */
 static void
 script_random(struct harness *h, const struct sink_request *req, unsigned n, uint8_t *failed,
@@ -1018,6 +1041,7 @@ dispatcher_suite(void)
 	tcase_add_test(tc, test_shutdown_sends_then_waits_for_sigterm);
 	tcase_add_test(tc, test_sigkill_then_restart_resumes);
 	tcase_add_test(tc, test_exits_when_parent_dies);
+	tcase_add_test(tc, test_no_destination_discards_and_counts);
 	suite_add_tcase(s, tc);
 	return s;
 }
