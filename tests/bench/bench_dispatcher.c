@@ -175,6 +175,72 @@ run_one(const struct run *r, unsigned nevents, uint16_t port, struct result *out
 	return 0;
 }
 
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Flush latency, what the `end` policy waits per invocation: with the dispatcher idle,
+ * write a few events, request a flush, wait for its answer (one signed round trip to
+ * the local sink on a kept-alive connection).
+ */
+static void
+flush_latency(uint16_t port, unsigned nevents)
+{
+	char endpoint[64], err[256], ev[EVENT_BYTES];
+	const char *vars[] = { endpoint, "KTE_STREAM_NAME=bench", "AWS_REGION=us-east-1", "KTE_LOG_LEVEL=warn",
+	    NULL };
+	struct kte_config cfg;
+	struct ring ring;
+	struct control *ctl;
+	struct control_fds fds;
+	uint64_t lat[200];
+	pid_t pid;
+	int n = 200;
+
+	snprintf(endpoint, sizeof(endpoint), "KTE_KINESIS_ENDPOINT=http://127.0.0.1:%u/", port);
+	bench_vars = vars;
+	if (config_load_from(&cfg, bench_get, NULL, err, sizeof(err)) < 0 || ring_create(&ring, 8u << 20) < 0 ||
+	    (ctl = control_new(&fds)) == NULL)
+		return;
+	if ((pid = fork()) == 0) {
+		struct dispatcher_args a = { &cfg, &ring, ctl, &fds };
+
+		_exit(dispatcher_main(&a));
+	}
+	for (int i = 0; i < n + 10; i++) {
+		uint64_t t0, req;
+
+		/* Let it go idle first, as between invocations. */
+		for (int k = 0; k < 100 && !atomic_load(&ctl->dispatcher_idle); k++)
+			notify_wait(fds.to_controller, 1);
+		t0 = now_mono_us();
+		for (unsigned e = 0; e < nevents; e++) {
+			fill_event(ev, (unsigned)i * nevents + e);
+			if (ring_write(&ring, ev, EVENT_BYTES) < 0)
+				break;
+		}
+		req = atomic_fetch_add(&ctl->flush_requested, 1) + 1;
+		notify_signal(fds.to_dispatcher);
+		while (atomic_load(&ctl->flush_completed) < req)
+			notify_wait(fds.to_controller, 100);
+		if (i >= 10)            /* the first ones include connecting */
+			lat[i - 10] = now_mono_us() - t0;
+	}
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+	qsort(lat, (size_t)n, sizeof(lat[0]), cmp_u64);
+	printf("flush of %u events (event format, dispatcher idle before): p50 %llu us, p90 %llu us, p99 %llu us\n",
+	    nevents, (unsigned long long)lat[n / 2], (unsigned long long)lat[n * 9 / 10],
+	    (unsigned long long)lat[n * 99 / 100]);
+	control_free(ctl, &fds);
+	ring_close(&ring);
+}
+
 int
 main(void)
 {
@@ -217,6 +283,8 @@ main(void)
 		print_result(&runs[i], nevents, &best, &event_records);
 	}
 out:
+	flush_latency(port, 10);
+	flush_latency(port, 1000);
 	kill(sink, SIGTERM);
 	waitpid(sink, NULL, 0);
 	return 0;
