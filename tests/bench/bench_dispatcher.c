@@ -9,7 +9,8 @@
  * that covers every event was answered), requests/s, the average fill of a request
  * (records and bytes), bytes on the wire per event, events per Kinesis record (the
  * cost saving against `event`), and the dispatcher's own CPU time (events per CPU-second
- * says what one core sustains when the machine is shared). Asserts nothing.
+ * says what one core sustains when the machine is shared). Then the latency of a flush
+ * of 10 and of 1,000 events from idle. Asserts nothing.
  *   KTE_BENCH_EVENTS (default 300000) sets the number of events.
  */
 #include <errno.h>
