@@ -67,6 +67,39 @@ rec_at(const struct ring *r, uint64_t pos)
 	return (struct rec_hdr *)(void *)(r->data + (pos % r->capacity));
 }
 
+/*
+ * getpid() is a system call (glibc no longer caches it) and every reservation
+ * records its writer's pid: cache it per process, forgetting it in a fork's child.
+ */
+static _Atomic pid_t ring_pid;
+static pthread_once_t ring_pid_once = PTHREAD_ONCE_INIT;
+
+static void
+ring_pid_forget(void)
+{
+	atomic_store_explicit(&ring_pid, 0, memory_order_relaxed);
+}
+
+static void
+ring_pid_register(void)
+{
+	pthread_atfork(NULL, NULL, ring_pid_forget);
+}
+
+static uint32_t
+ring_getpid(void)
+{
+	pid_t pid;
+
+	pthread_once(&ring_pid_once, ring_pid_register);
+	pid = atomic_load_explicit(&ring_pid, memory_order_relaxed);
+	if (pid == 0) {
+		pid = getpid();
+		atomic_store_explicit(&ring_pid, pid, memory_order_relaxed);
+	}
+	return (uint32_t)pid;
+}
+
 /* Takes the writers' lock; repairs it if its previous holder died (EOWNERDEAD). */
 static int
 ring_lock(struct ring *r)
@@ -256,7 +289,7 @@ ring_writev_once(struct ring *r, const struct iovec *recs, size_t n, int count_r
 {
 	struct ring_header *h = r->hdr;
 	uint64_t head, tail, pos, bytes = 0, pad_pos = 0, pad_len = 0;
-	uint32_t pid = (uint32_t)getpid();
+	uint32_t pid = ring_getpid();
 	int rc;
 
 	if (n == 0)
@@ -313,6 +346,11 @@ ring_writev_once(struct ring *r, const struct iovec *recs, size_t n, int count_r
 		atomic_store_explicit(&rh->state, REC_RESERVED, memory_order_relaxed);
 		pos += rec_size(recs[i].iov_len);
 	}
+	/* Counted under the lock (no atomic read-modify-write); see ring_stats. */
+	atomic_store_explicit(&h->written_records,
+	    atomic_load_explicit(&h->written_records, memory_order_relaxed) + n, memory_order_relaxed);
+	atomic_store_explicit(&h->written_bytes,
+	    atomic_load_explicit(&h->written_bytes, memory_order_relaxed) + bytes, memory_order_relaxed);
 	atomic_store_explicit(&h->head, pos, memory_order_release);
 	ring_unlock(r);
 
@@ -329,8 +367,6 @@ ring_writev_once(struct ring *r, const struct iovec *recs, size_t n, int count_r
 		atomic_store_explicit(&rh->state, REC_COMMITTED, memory_order_release);
 		pos += rec_size(recs[i].iov_len);
 	}
-	atomic_fetch_add_explicit(&h->written_records, n, memory_order_relaxed);
-	atomic_fetch_add_explicit(&h->written_bytes, bytes, memory_order_relaxed);
 	ring_wake_reader(r);
 	return 0;
 }
