@@ -402,6 +402,16 @@ ring_writev_wait(struct ring *r, const struct iovec *recs, size_t n, int timeout
 			break;
 		atomic_fetch_add(&r->hdr->writers_waiting, 1);
 		/*
+		 * Pairs with the fence in ring_release: either the reader sees us
+		 * waiting and signals, or this second try sees its new tail.
+		 */
+		atomic_thread_fence(memory_order_seq_cst);
+		rc = ring_writev_once(r, recs, n, 0);
+		if (rc != -ENOSPC) {
+			atomic_fetch_sub(&r->hdr->writers_waiting, 1);
+			return rc;
+		}
+		/*
 		 * Short naps: several writers share one eventfd and only one drains
 		 * each wake-up, so the others re-check on their own soon after.
 		 */
