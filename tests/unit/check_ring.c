@@ -32,6 +32,15 @@
 #include "notify.h"
 #include "ring.h"
 
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef VALGRIND_DISABLE_ERROR_REPORTING
+#define VALGRIND_DISABLE_ERROR_REPORTING
+#endif
+
 #if defined(__SANITIZE_ADDRESS__)
 #define UNDER_ASAN 1
 #elif defined(__has_feature)
@@ -686,6 +695,8 @@ install_fault_handler(int fd, char tag)
 {
 	struct sigaction sa;
 
+	/* The fault to come is the point: valgrind need not report it. */
+	VALGRIND_DISABLE_ERROR_REPORTING;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_fault;
 	sigemptyset(&sa.sa_mask);
