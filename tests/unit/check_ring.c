@@ -1416,10 +1416,79 @@ START_TEST(test_wakeups_across_processes)
 	ck_assert_uint_eq(rep.records, n);
 	/* At most one signal per arming (no lost wake-up: the reader would have timed out). */
 	ck_assert_uint_le(rep.signals, rep.arms);
+	/* How much coalescing happens here depends on scheduling: report it, do not judge it. */
 	fprintf(stderr, "wake-ups: %" PRIu64 " records, %" PRIu64 " reader sleeps, %" PRIu64
 	    " eventfd signals\n", rep.records, rep.sleeps, rep.signals);
-	ck_assert_msg(rep.signals * 4 < n, "%" PRIu64 " signals for %" PRIu64 " records",
-	    rep.signals, n);
+	ring_close(&r);
+}
+END_TEST
+
+struct burst_args {
+	struct ring *r;
+	int cmd_fd, done_fd;
+	uint32_t burst;
+};
+
+/* Writes a burst of records each time the parent asks, then says so. */
+static void
+burst_writer_main(void *arg)
+{
+	struct burst_args *a = arg;
+	uint8_t buf[256];
+	uint32_t seq = 0;
+	char c;
+
+	while (pipe_get(a->cmd_fd, &c, 1) == 0 && c == 'w') {
+		for (uint32_t i = 0; i < a->burst; i++, seq++)
+			write_rec(a->r, 5, seq, 16 + seq % 200, buf);
+		pipe_put(a->done_fd, &c, 1);
+	}
+}
+
+START_TEST(test_wakeups_coalesce_across_processes)
+{
+	struct ring r;
+	struct ring_record rec;
+	struct burst_args a = { .r = &r, .burst = 1000 };
+	int cmd[2], done[2];
+	uint32_t seq = 0;
+	char c = 'w';
+	pid_t pid;
+
+	ck_assert_int_eq(ring_create(&r, 1 << 20), 0);
+	ck_assert_int_eq(pipe(cmd), 0);
+	ck_assert_int_eq(pipe(done), 0);
+	a.cmd_fd = cmd[0];
+	a.done_fd = done[1];
+	pid = spawn(burst_writer_main, &a);
+	for (int round = 0; round < 5; round++) {
+		struct pollfd p = { .fd = r.data_efd, .events = POLLIN };
+
+		/* Reader awake: a burst from another process costs no signal at all. */
+		ck_assert_int_eq(write(cmd[1], &c, 1), 1);
+		ck_assert_int_eq(pipe_get(done[0], &c, 1), 0);
+		ck_assert_uint_eq(notify_drain(r.data_efd), 0);
+		for (uint32_t i = 0; i < a.burst; i++)
+			expect_record(&r, 5, seq++);
+		ck_assert_int_eq(ring_release(&r, ring_cursor(&r)), 0);
+		/* Reader asleep: the whole burst wakes it once. */
+		ck_assert(!ring_reader_arm(&r));
+		ck_assert_int_eq(write(cmd[1], &c, 1), 1);
+		ck_assert_int_eq(poll(&p, 1, patience_ms()), 1);
+		ck_assert_int_eq(pipe_get(done[0], &c, 1), 0);
+		ck_assert_uint_eq(notify_drain(r.data_efd), 1);
+		for (uint32_t i = 0; i < a.burst; i++)
+			expect_record(&r, 5, seq++);
+		ck_assert_int_eq(ring_peek(&r, &rec), -EAGAIN);
+		ck_assert_int_eq(ring_release(&r, ring_cursor(&r)), 0);
+	}
+	c = 'q';
+	ck_assert_int_eq(write(cmd[1], &c, 1), 1);
+	wait_exit_ok(pid, "burst writer");
+	close(cmd[0]);
+	close(cmd[1]);
+	close(done[0]);
+	close(done[1]);
 	ring_close(&r);
 }
 END_TEST
@@ -1464,6 +1533,7 @@ ring_suite(void)
 	tc = tcase_create("wakeups");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_wakeups_coalesce);
+	tcase_add_test(tc, test_wakeups_coalesce_across_processes);
 	tcase_add_test(tc, test_wakeups_across_processes);
 	suite_add_tcase(s, tc);
 	return s;
