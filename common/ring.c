@@ -136,9 +136,18 @@ header_valid(const struct ring_header *h, uint64_t map_size)
 		return 0;
 	if (h->max_record == 0 || rec_size(h->max_record) > h->capacity / 2)
 		return 0;
-	head = atomic_load_explicit(&h->head, memory_order_acquire);
+	/*
+	 * head and tail move while we look: read tail, head, tail again. Both only
+	 * grow and, at every instant, tail <= head <= tail + capacity, so on a sound
+	 * ring tail1 <= head <= tail2 + capacity always holds (reading head then
+	 * tail once could see a tail released past the head read: a false alarm).
+	 */
 	tail = atomic_load_explicit(&h->tail, memory_order_acquire);
-	if (head < tail || head - tail > h->capacity || tail % RING_ALIGN != 0 || head % RING_ALIGN != 0)
+	head = atomic_load_explicit(&h->head, memory_order_acquire);
+	if (head < tail || tail % RING_ALIGN != 0 || head % RING_ALIGN != 0)
+		return 0;
+	tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+	if (head > tail && head - tail > h->capacity)
 		return 0;
 	return 1;
 }
@@ -628,7 +637,8 @@ ring_stats(const struct ring *r, struct ring_stats *st)
 	st->rejected_bytes = atomic_load_explicit(&h->rejected_bytes, memory_order_relaxed);
 	st->abandoned_records = atomic_load_explicit(&h->abandoned_records, memory_order_relaxed);
 	st->corrupt_detected = atomic_load_explicit(&h->corrupt_detected, memory_order_relaxed);
-	st->head = atomic_load_explicit(&h->head, memory_order_acquire);
+	/* Tail first: both only grow, so the snapshot never has head < tail (see header_valid). */
 	st->tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+	st->head = atomic_load_explicit(&h->head, memory_order_acquire);
 	st->capacity = r->capacity;
 }

@@ -1369,6 +1369,39 @@ START_TEST(test_corrupt_record)
 }
 END_TEST
 
+/* ring_check and ring_stats on a busy ring: never a false alarm, never head < tail. */
+START_TEST(test_check_while_busy)
+{
+	struct ring r;
+	struct reader_report rep;
+	uint64_t n = scaled(2000000), checks = 0, false_alarms = 0;
+	struct reader_args ra = { .r = &r, .expect = n, .release_every = 1 };
+	struct writer_args wa = { .r = &r, .threads = 1, .count = n, .min_len = TAG_SIZE };
+	pid_t reader, writer;
+	int fd, status;
+
+	ck_assert_int_eq(ring_create(&r, 64 << 10), 0);
+	reader = reader_start(&ra, &fd);
+	writer = spawn(writer_main, &wa);
+	while (waitpid(writer, &status, WNOHANG) == 0) {
+		for (int i = 0; i < 1000; i++, checks++) {
+			struct ring_stats st;
+
+			if (ring_check(&r) != 0)
+				false_alarms++;
+			ring_stats(&r, &st);
+			if (st.head < st.tail)   /* "bytes in use" would underflow */
+				false_alarms++;
+		}
+	}
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	reader_finish(reader, fd, &rep);
+	ck_assert_msg(false_alarms == 0, "ring_check failed %" PRIu64 " times in %" PRIu64 " checks",
+	    false_alarms, checks);
+	ring_close(&r);
+}
+END_TEST
+
 /* ---- eventfd coalescing ----------------------------------------------------- */
 
 START_TEST(test_wakeups_coalesce)
@@ -1526,8 +1559,10 @@ ring_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("corruption");
+	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_corrupt_header);
 	tcase_add_test(tc, test_corrupt_record);
+	tcase_add_test(tc, test_check_while_busy);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("wakeups");
