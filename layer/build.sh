@@ -33,6 +33,7 @@ norm_arch() {
 	esac
 }
 
+[ -z "${SAN:-}" ] || die "the layer is a release build: not with SAN=$SAN (make asan)"
 ARCH=$(norm_arch "${1:-$(uname -m)}")
 HOST_ARCH=$(norm_arch "$(uname -m)")
 case "$ARCH" in

@@ -14,8 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT_DIR=$PWD
 NAME=kinesis-telemetry-extension
-BUILD=${KTE_BUILD:-$ROOT_DIR/build}
-SIM=${KTE_SIM:-$BUILD/bin/lambda-sim}
+BUILD=$ROOT_DIR/build                      # the release build (make's default BUILD)
+SIM=$BUILD/bin/lambda-sim
 INVOCATIONS=${DEMO_INVOCATIONS:-12}
 LOG_LINES=${DEMO_LOG_LINES:-25}
 FORMAT=${DEMO_FORMAT:-event}
@@ -44,9 +44,9 @@ for f in tests/tools/kinesis_mock.sh tests/tools/kinesis_read.js; do
 done
 
 step "building the extension, the simulator and the layer"
-make --no-print-directory -s "$BUILD/bin/$NAME" "$SIM" >"$WORK/make.log" 2>&1 ||
+make --no-print-directory -s BUILD=build "build/bin/$NAME" build/bin/lambda-sim >"$WORK/make.log" 2>&1 ||
 	{ tail -n 30 "$WORK/make.log"; die "build failed"; }
-make --no-print-directory -s layer >"$WORK/layer.log" 2>&1 || { tail -n 30 "$WORK/layer.log"; die "make layer failed"; }
+make --no-print-directory -s BUILD=build layer >"$WORK/layer.log" 2>&1 || { tail -n 30 "$WORK/layer.log"; die "make layer failed"; }
 ARCH=$(sed -n 's/^layer: .*(\(.*\)): zip.*/\1/p' "$WORK/layer.log" | tail -n1)
 ZIP=$BUILD/$NAME-$ARCH.zip
 info "$(grep '^layer:' "$WORK/layer.log" | sed 's/^layer: //')"
