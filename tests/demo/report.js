@@ -53,7 +53,8 @@ function main() {
   const shards = new Set(records.map((r) => r.shardId));
   const pkeys = new Set(records.map((r) => r.partitionKey));
   const aggregated = records.filter((r) => r.aggregated).length;
-  p(`Kinesis: ${records.length} records${aggregated ? ` (${aggregated} de-aggregated KPL user records)` : ''}, `,
+  const kinesisRecords = new Set(records.map((r) => `${r.shardId}/${r.sequenceNumber}`)).size;
+  p(`Kinesis: ${kinesisRecords} records${aggregated ? ` (${records.length} user records after KPL de-aggregation)` : ''}, `,
     `${fmtBytes(bytes)} of data, ${shards.size} shard(s), ${pkeys.size} partition key(s)`);
   p(`Events in them: ${events.length}${unparsed ? ` (${unparsed} not JSON!)` : ''}`);
 
