@@ -43,7 +43,7 @@ LIB       := $(BUILD)/libkte.a
 TSUP_SRC  := $(wildcard tests/support/*.c)
 TSUP_OBJ  := $(TSUP_SRC:%.c=$(BUILD)/obj/%.o)
 TSUP      := $(BUILD)/libktetest.a
-EXE       := $(BUILD)/bin/$(NAME)
+EXE       := $(if $(wildcard controller/main.c),$(BUILD)/bin/$(NAME))
 SIM_SRC   := $(wildcard tests/lambda_sim/*.c)
 SIM_OBJ   := $(SIM_SRC:%.c=$(BUILD)/obj/%.o)
 SIM       := $(if $(SIM_SRC),$(BUILD)/bin/lambda-sim)
@@ -57,10 +57,13 @@ BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_SECONDS ?= 20
 
-export BUILD KTE_BIN=$(abspath $(EXE)) KTE_SIM=$(abspath $(BUILD)/bin/lambda-sim) KTE_BUILD=$(abspath $(BUILD))
+export BUILD
+export KTE_BIN := $(abspath $(BUILD)/bin/$(NAME))
+export KTE_SIM := $(abspath $(BUILD)/bin/lambda-sim)
+export KTE_BUILD := $(abspath $(BUILD))
 
 .PHONY: all check check-unit check-integration asan valgrind bench fuzz layer demo deps clean
-all: $(EXE) $(SIM) $(UNIT_BIN) $(INTEG_BIN) $(BENCH_BIN)
+all: $(LIB) $(EXE) $(SIM) $(UNIT_BIN) $(INTEG_BIN) $(BENCH_BIN)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -76,7 +79,7 @@ $(TSUP): $(TSUP_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@ && $(AR) rcs $@ $^ $(if $(TSUP_OBJ),,)
 
-$(EXE): $(BUILD)/obj/controller/main.o $(LIB)
+$(BUILD)/bin/$(NAME): $(BUILD)/obj/controller/main.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

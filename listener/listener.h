@@ -14,7 +14,17 @@ struct listener_args {
 	struct ring *ring;
 	struct control *ctl;
 	const struct control_fds *fds;
+	int ring_wait_ms;           /* bounded wait for ring space before 503; 0 = INTAKE_RING_WAIT_MS */
 };
+
+/* Paths a Telemetry API subscription may name (http://HOST:PORT/ or .../telemetry). */
+#define LISTENER_PATH "/telemetry"
+/* Slack added to 2 x maxBytes for the body limit (JSON framing of the batch). */
+#define LISTENER_BODY_SLACK (64u * 1024u)
+#define LISTENER_THREADS 6
+
+/* The largest POST body accepted: 2 x cfg->buffer_max_bytes + LISTENER_BODY_SLACK. */
+size_t listener_body_limit(const struct kte_config *cfg);
 
 /*
  * Runs the listener in the calling (forked) process until SIGTERM or the parent's

@@ -145,6 +145,15 @@ static const char *state_name(const struct sim_ext *e)
 	return e->ready ? "Ready" : "Registered";
 }
 
+static void api_done(enum api_kind k, double t0)
+{
+	double d = now_ms() - t0;
+
+	pthread_mutex_lock(&g.mu);
+	dlist_add(&g.api_lat[k], d);
+	pthread_mutex_unlock(&g.mu);
+}
+
 static int method_is(struct mg_connection *c, const char *m)
 {
 	return !strcmp(mg_get_request_info(c)->request_method, m);
@@ -161,6 +170,7 @@ static int h_register(struct mg_connection *c, void *cb)
 	size_t len = 0, i, n;
 	char *body;
 	int k, status = 200;
+	double t0 = now_ms();
 
 	(void)cb;
 	if (!method_is(c, "POST"))
@@ -253,7 +263,8 @@ static int h_register(struct mg_connection *c, void *cb)
 		e->internal = 1;
 		e->out_fd = -1;
 		e->t_exec = now_ms();
-		sim_logf("%s registered as an internal extension (no file of that name in extensions/)", name);
+		if (!g.o.quiet)
+			sim_logf("%s registered as an internal extension (no file of that name in extensions/)", name);
 	}
 	uuid_v4(e->id);
 	e->registered = 1;
@@ -276,6 +287,7 @@ static int h_register(struct mg_connection *c, void *cb)
 		      "Lambda-Extension-Identifier", id);
 	}
 	json_object_put(resp);
+	api_done(API_REGISTER, t0);
 	return 200;
 }
 
@@ -327,6 +339,8 @@ static int h_next(struct mg_connection *c, void *cb)
 		pthread_cond_wait(&g.cv, &g.mu);
 	e->waiting--;
 	if (e->pending) {
+		if (e->t_posted > t)
+			t = e->t_posted;
 		ev = e->pending;
 		e->pending = NULL;
 		e->taken_seq = e->ev_seq;
@@ -340,6 +354,7 @@ static int h_next(struct mg_connection *c, void *cb)
 	uuid_v4(evid);
 	reply(c, 200, ev, "Lambda-Extension-Event-Identifier", evid);
 	free(ev);
+	api_done(API_NEXT, t);
 	return 200;
 }
 
@@ -347,6 +362,7 @@ static int h_next(struct mg_connection *c, void *cb)
 static int h_error(struct mg_connection *c, void *cb)
 {
 	int is_init = cb != NULL;
+	double t0 = now_ms();
 	const char *etype = mg_get_header(c, "Lambda-Extension-Function-Error-Type");
 	struct sim_ext *e;
 	size_t len = 0;
@@ -379,10 +395,12 @@ static int h_error(struct mg_connection *c, void *cb)
 	free(e->error_body);
 	e->error_body = body;
 	body = NULL;
-	sim_logf("%s reported %s/error %s", e->name, is_init ? "init" : "exit", etype);
+	if (!g.o.quiet)
+		sim_logf("%s reported %s/error %s", e->name, is_init ? "init" : "exit", etype);
 	pthread_cond_broadcast(&g.cv);
 	pthread_mutex_unlock(&g.mu);
 	reply(c, 202, "{\"status\":\"OK\"}", NULL, NULL);
+	api_done(API_ERROR, t0);
 	return 202;
 }
 
@@ -393,6 +411,7 @@ static int h_telemetry(struct mg_connection *c, void *cb)
 	json_object *req;
 	size_t len = 0;
 	char *body, err[256];
+	double t0 = now_ms();
 	int r;
 
 	(void)cb;
@@ -436,6 +455,7 @@ static int h_telemetry(struct mg_connection *c, void *cb)
 	e->t_subscribe = now_ms();
 	pthread_mutex_unlock(&g.mu);
 	reply(c, 200, "\"OK\"", NULL, NULL);
+	api_done(API_SUBSCRIBE, t0);
 	return 200;
 }
 

@@ -29,6 +29,7 @@ static int mem_samples;
 static FILE *ids_f;
 static uint64_t ids_written;
 static int completed;
+static double t_inv_first, t_inv_last;      /* span of the invocation phase */
 static const char *result = "ok", *shutdown_reason_used;
 static double shutdown_ms_total;
 static int reset_happened;
@@ -441,6 +442,7 @@ static int run_invocation(int inv, const char **why)
 			continue;
 		free(e->pending);
 		e->pending = strdup(invoke);
+		e->t_posted = now_ms();
 		e->ev_seq++;
 	}
 	free(invoke);
@@ -529,7 +531,7 @@ static int run_invocation(int inv, const char **why)
 
 /* ---- Lambda Managed Instances: no INVOKE to extensions, no runtimeDone, no freezing, overlap ---- */
 
-static int managed_next;
+static int managed_next, in_flight, max_in_flight;
 
 static void *managed_worker(void *arg)
 {
@@ -542,6 +544,8 @@ static void *managed_worker(void *arg)
 
 		pthread_mutex_lock(&g.mu);
 		inv = ++managed_next;
+		if (inv <= g.o.invocations && ++in_flight > max_in_flight)
+			max_in_flight = in_flight;
 		pthread_mutex_unlock(&g.mu);
 		if (inv > g.o.invocations)
 			break;
@@ -564,6 +568,7 @@ static void *managed_worker(void *arg)
 		emit_report(req, "success", NULL, dur, inv == 1);
 		dlist_add(&durations, dur);
 		completed++;
+		in_flight--;
 		pthread_mutex_unlock(&g.mu);
 		if (!g.o.quiet)
 			sim_logf("invoke %d %s: handler %.1f ms (managed instances)", inv, req, dur);
@@ -577,11 +582,13 @@ static void run_managed(void)
 	pthread_t th[64];
 	int k = g.o.concurrency, i, n = 0;
 
+	t_inv_first = now_ms();
 	for (i = 0; i < k; i++)
 		if (pthread_create(&th[n], NULL, managed_worker, NULL) == 0)
 			n++;
 	for (i = 0; i < n; i++)
 		pthread_join(th[i], NULL);
+	t_inv_last = now_ms();
 	pthread_mutex_lock(&g.mu);
 	g.phase = PH_INVOKE;
 	pthread_mutex_unlock(&g.mu);
@@ -640,6 +647,7 @@ static void run_shutdown(const char *reason)
 		if ((e->events & EV_SHUTDOWN) && e->registered) {
 			free(e->pending);
 			e->pending = strdup(ev);
+			e->t_posted = now_ms();
 			e->ev_seq++;
 		} else if (!e->errored) {
 			/* not registered for SHUTDOWN: nothing to wait for */
@@ -719,6 +727,8 @@ static int write_summary(int code, const char *reason)
 	json_object_object_add(o, "requested", json_object_new_int(g.o.invocations));
 	json_object_object_add(o, "completed", json_object_new_int(completed));
 	json_object_object_add(o, "duration_ms", pct_obj(&durations));
+	json_object_object_add(o, "wall_ms", jnum(t_inv_last - t_inv_first));
+	json_object_object_add(o, "max_in_flight", json_object_new_int(g.o.managed ? max_in_flight : completed > 0));
 	json_object_object_add(s, "invocations", o);
 
 	o = json_object_new_object();
@@ -856,6 +866,12 @@ static int write_summary(int code, const char *reason)
 	for (i = 0; i < g.ncounts; i++)
 		json_object_object_add(o, g.counts[i].type, json_object_new_int64((int64_t)g.counts[i].n));
 	json_object_object_add(s, "events_emitted", o);
+	o = json_object_new_object();
+	json_object_object_add(o, "register", pct_obj(&g.api_lat[API_REGISTER]));
+	json_object_object_add(o, "next", pct_obj(&g.api_lat[API_NEXT]));
+	json_object_object_add(o, "subscribe", pct_obj(&g.api_lat[API_SUBSCRIBE]));
+	json_object_object_add(o, "error", pct_obj(&g.api_lat[API_ERROR]));
+	json_object_object_add(s, "api_service_ms", o);
 	json_object_object_add(s, "function_log_ids", json_object_new_int64((int64_t)ids_written));
 
 	txt = json_object_to_json_string_ext(s, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -1058,12 +1074,14 @@ int main(int argc, char **argv)
 			pthread_mutex_unlock(&g.mu);
 			run_managed();
 		} else {
+			t_inv_first = now_ms();
 			for (i = 1; i <= g.o.invocations; i++) {
 				if (i > 1)
 					sleep_ms(g.o.interval_ms);
 				if (run_invocation(i, &why) < 0)
 					break;
 			}
+			t_inv_last = now_ms();
 		}
 		if (why) {
 			reset_happened = 1;

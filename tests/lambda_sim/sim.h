@@ -34,6 +34,8 @@
 
 enum sim_phase { PH_INIT, PH_READY, PH_INVOKE, PH_SHUTDOWN, PH_DONE };
 
+enum api_kind { API_REGISTER, API_NEXT, API_SUBSCRIBE, API_ERROR };
+
 enum schema_ver { SCHEMA_20220701, SCHEMA_20221213, SCHEMA_20250129 };
 
 /* A growable list of doubles (milliseconds) for percentiles. */
@@ -96,6 +98,7 @@ struct sim_ext {
 	int waiting;            /* next calls currently blocked */
 	int errored;            /* called init/error or exit/error: no call succeeds any more */
 	char *pending;          /* event to hand to the next call */
+	double t_posted;        /* when pending was set */
 	uint64_t ev_seq, taken_seq;
 	int exited, exit_status, killed;
 	double t_exec, t_register, t_subscribe, t_first_next, t_last_next, t_exit;
@@ -170,6 +173,9 @@ struct sim {
 		uint64_t n;
 	} counts[24];
 	int ncounts;
+	/* time spent serving API calls, from handler entry (for next: from the later of the call's
+	 * arrival and the event's availability) to the reply written */
+	struct dlist api_lat[4];
 	const char *fail_reason;
 	char fail_buf[512];
 	/* stderr gate so lines do not interleave */

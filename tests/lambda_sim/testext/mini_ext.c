@@ -6,7 +6,7 @@
  *   telemetry.log  one line per POST body received
  *   pid            its pid
  * MINI_MODE selects a behaviour: normal, ignore_shutdown, init_error, exit_error, crash_init,
- * crash_invoke, child (forks a child that stays in the process group). MINI_FAIL_POSTS=N answers the
+ * crash_invoke, hang_init, no_subscribe, child (forks a child that stays in the process group). MINI_FAIL_POSTS=N answers the
  * first N telemetry POSTs with 500; MINI_SLOW_MS delays each reply; MINI_TYPES, MINI_BUFFER_MS,
  * MINI_SCHEMA shape the subscription.
  */
@@ -272,6 +272,9 @@ int main(int argc, char **argv)
 	}
 	printf("mini extension %s ready\n", name);
 	fflush(stdout);
+	if (!strcmp(mode, "hang_init"))
+		for (;;)
+			pause();
 	for (;;) {
 		st = call("GET", "/2020-01-01/extension/event/next", NULL, NULL, &resp);
 		if (st != 200) {
@@ -300,6 +303,8 @@ int main(int argc, char **argv)
 			clock_gettime(CLOCK_REALTIME, &ts);
 			ts.tv_sec += 1;
 			pthread_mutex_lock(&mu);
+			if (getenv("MINI_EXPECT_REPORTS"))
+				invokes = atoi(getenv("MINI_EXPECT_REPORTS"));
 			while (got_reports < invokes && pthread_cond_timedwait(&cv, &mu, &ts) == 0)
 				;
 			pthread_mutex_unlock(&mu);

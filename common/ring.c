@@ -1,0 +1,588 @@
+/*
+ * Shared-memory ring: see ring.h for the contract and docs/ring.md for the layout,
+ * the memory ordering and the crash-recovery argument.
+ */
+#include "ring.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "notify.h"
+
+enum rec_state {
+	REC_EMPTY = 0,          /* never valid between tail and head */
+	REC_RESERVED = 1,       /* space taken, payload being written */
+	REC_COMMITTED = 2,      /* payload complete, visible to the reader */
+	REC_PAD = 3,            /* filler up to the end of the buffer: records never wrap */
+	REC_ABANDONED = 4,      /* reserved by a writer that died: skipped */
+};
+
+/* Every record starts with this 16-byte header at a 16-byte aligned offset. */
+struct rec_hdr {
+	_Atomic uint32_t state;
+	uint32_t len;           /* payload bytes */
+	uint32_t pid;           /* writer process, for recovery */
+	uint32_t check;         /* ~len: a corrupted length is detected, not followed */
+};
+
+struct ring_header {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t header_size;   /* offset of the data area */
+	uint64_t capacity;
+	uint64_t map_size;
+	uint32_t max_record;
+	uint32_t reserved0;
+	pthread_mutex_t lock;   /* robust, process-shared: held only to reserve space */
+
+	alignas(64) _Atomic uint64_t head;  /* end of reserved space (absolute bytes, never wraps) */
+	alignas(64) _Atomic uint64_t tail;  /* start of unreleased space */
+	alignas(64) _Atomic uint32_t reader_waiting;
+	_Atomic uint32_t writers_waiting;
+
+	alignas(64) _Atomic uint64_t written_records, written_bytes;
+	_Atomic uint64_t rejected_records, rejected_bytes;
+	_Atomic uint64_t abandoned_records, corrupt_detected;
+	alignas(64) _Atomic uint64_t released_records, released_bytes;
+};
+
+#define HEADER_SIZE ((sizeof(struct ring_header) + 4095u) & ~(size_t)4095u)
+
+static inline uint64_t
+rec_size(uint64_t len)
+{
+	return (RING_RECORD_HDR + len + RING_ALIGN - 1) & ~(uint64_t)(RING_ALIGN - 1);
+}
+
+static inline struct rec_hdr *
+rec_at(const struct ring *r, uint64_t pos)
+{
+	return (struct rec_hdr *)(void *)(r->data + (pos % r->capacity));
+}
+
+/* Takes the writers' lock; repairs it if its previous holder died (EOWNERDEAD). */
+static int
+ring_lock(struct ring *r)
+{
+	int rc = pthread_mutex_lock(&r->hdr->lock);
+
+	if (rc == EOWNERDEAD) {
+		/*
+		 * The dead holder stored head last, so the shared state is either
+		 * before or after its reservation, never in between: consistent.
+		 */
+		pthread_mutex_consistent(&r->hdr->lock);
+		rc = 0;
+	}
+	return -rc;
+}
+
+static void
+ring_unlock(struct ring *r)
+{
+	pthread_mutex_unlock(&r->hdr->lock);
+}
+
+static int
+header_valid(const struct ring_header *h, uint64_t map_size)
+{
+	uint64_t head, tail;
+
+	if (h->magic != RING_MAGIC || h->version != RING_VERSION || h->header_size != HEADER_SIZE)
+		return 0;
+	if (h->map_size != map_size || h->capacity + h->header_size != map_size)
+		return 0;
+	if (h->capacity < RING_MIN_CAPACITY || h->capacity % 4096 != 0)
+		return 0;
+	if (h->max_record == 0 || rec_size(h->max_record) > h->capacity / 2)
+		return 0;
+	head = atomic_load_explicit(&h->head, memory_order_acquire);
+	tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+	if (head < tail || head - tail > h->capacity || tail % RING_ALIGN != 0 || head % RING_ALIGN != 0)
+		return 0;
+	return 1;
+}
+
+int
+ring_create(struct ring *r, uint64_t capacity)
+{
+	pthread_mutexattr_t attr;
+	struct ring_header *h;
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	r->memfd = r->data_efd = r->space_efd = -1;
+	capacity &= ~(uint64_t)4095;
+	if (capacity < RING_MIN_CAPACITY)
+		capacity = RING_MIN_CAPACITY;
+	r->map_len = HEADER_SIZE + capacity;
+	r->capacity = capacity;
+
+	r->memfd = memfd_create("kte-ring", MFD_CLOEXEC);
+	if (r->memfd < 0)
+		return -errno;
+	if (ftruncate(r->memfd, (off_t)r->map_len) < 0)
+		goto fail_errno;
+	h = mmap(NULL, r->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, r->memfd, 0);
+	if (h == MAP_FAILED)
+		goto fail_errno;
+	r->hdr = h;
+	r->data = (uint8_t *)h + HEADER_SIZE;
+
+	h->magic = RING_MAGIC;
+	h->version = RING_VERSION;
+	h->header_size = HEADER_SIZE;
+	h->capacity = capacity;
+	h->map_size = r->map_len;
+	/* A quarter of the ring, so one huge record cannot starve everyone else. */
+	h->max_record = (uint32_t)((capacity / 4 > UINT32_MAX ? UINT32_MAX : capacity / 4) -
+	    RING_RECORD_HDR);
+	pthread_mutexattr_init(&attr);
+	pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+	rc = pthread_mutex_init(&h->lock, &attr);
+	pthread_mutexattr_destroy(&attr);
+	if (rc != 0) {
+		ring_close(r);
+		return -rc;
+	}
+	if ((r->data_efd = notify_new()) < 0 || (r->space_efd = notify_new()) < 0) {
+		rc = r->data_efd < 0 ? r->data_efd : r->space_efd;
+		ring_close(r);
+		return rc;
+	}
+	return 0;
+
+fail_errno:
+	rc = -errno;
+	ring_close(r);
+	return rc;
+}
+
+int
+ring_attach(struct ring *r, int memfd, int data_efd, int space_efd)
+{
+	struct ring_header *h;
+	struct stat st;
+	int ok;
+
+	memset(r, 0, sizeof(*r));
+	r->memfd = r->data_efd = r->space_efd = -1;
+	if (fstat(memfd, &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size < HEADER_SIZE + RING_MIN_CAPACITY)
+		return -EPROTO;
+	h = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	if (h == MAP_FAILED)
+		return -errno;
+	ok = header_valid(h, (uint64_t)st.st_size);
+	if (!ok) {
+		munmap(h, (size_t)st.st_size);
+		return -EPROTO;
+	}
+	r->hdr = h;
+	r->data = (uint8_t *)h + HEADER_SIZE;
+	r->capacity = h->capacity;
+	r->map_len = (size_t)st.st_size;
+	r->memfd = memfd;
+	r->data_efd = data_efd;
+	r->space_efd = space_efd;
+	r->rd = atomic_load_explicit(&h->tail, memory_order_acquire);
+	return 0;
+}
+
+int
+ring_check(const struct ring *r)
+{
+	return header_valid(r->hdr, r->map_len) ? 0 : -EPROTO;
+}
+
+void
+ring_close(struct ring *r)
+{
+	if (r->hdr != NULL)
+		munmap(r->hdr, r->map_len);
+	if (r->memfd >= 0)
+		close(r->memfd);
+	if (r->data_efd >= 0)
+		close(r->data_efd);
+	if (r->space_efd >= 0)
+		close(r->space_efd);
+	memset(r, 0, sizeof(*r));
+	r->memfd = r->data_efd = r->space_efd = -1;
+}
+
+uint32_t
+ring_max_record(const struct ring *r)
+{
+	return r->hdr->max_record;
+}
+
+uint64_t
+ring_space_needed(const struct iovec *recs, size_t n)
+{
+	uint64_t total = 0, largest = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t sz = rec_size(recs[i].iov_len);
+
+		total += sz;
+		if (sz > largest)
+			largest = sz;
+	}
+	/* At most one wrap per group, costing less than the largest record. */
+	return n == 0 ? 0 : total + largest - RING_ALIGN;
+}
+
+static void
+ring_wake_reader(struct ring *r)
+{
+	/* Pairs with the fence in ring_reader_arm: commit, then look for a sleeper. */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&r->hdr->reader_waiting, memory_order_relaxed) &&
+	    atomic_exchange(&r->hdr->reader_waiting, 0))
+		notify_signal(r->data_efd);
+}
+
+static int
+ring_writev_once(struct ring *r, const struct iovec *recs, size_t n, int count_rejects)
+{
+	struct ring_header *h = r->hdr;
+	uint64_t head, tail, pos, bytes = 0, pad_pos = 0, pad_len = 0;
+	uint32_t pid = (uint32_t)getpid();
+	int rc;
+
+	if (n == 0)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (recs[i].iov_len > h->max_record)
+			return -EMSGSIZE;
+		bytes += recs[i].iov_len;
+	}
+	if (ring_space_needed(recs, n) > r->capacity)
+		return -EMSGSIZE;
+
+	if ((rc = ring_lock(r)) < 0)
+		return rc;
+	head = atomic_load_explicit(&h->head, memory_order_relaxed);
+	tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+	pos = head;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t sz = rec_size(recs[i].iov_len), off = pos % r->capacity;
+
+		if (off + sz > r->capacity) {
+			pad_pos = pos;
+			pad_len = r->capacity - off;
+			pos += pad_len;
+		}
+		pos += sz;
+	}
+	if (pos - tail > r->capacity) {
+		ring_unlock(r);
+		if (count_rejects) {
+			atomic_fetch_add_explicit(&h->rejected_records, n, memory_order_relaxed);
+			atomic_fetch_add_explicit(&h->rejected_bytes, bytes, memory_order_relaxed);
+		}
+		return -ENOSPC;
+	}
+
+	/* Headers first, head last: a writer dying here leaves nothing visible. */
+	pos = head;
+	for (size_t i = 0; i < n; i++) {
+		struct rec_hdr *rh;
+
+		if (pad_len != 0 && pos == pad_pos) {
+			rh = rec_at(r, pos);
+			rh->len = (uint32_t)(pad_len - RING_RECORD_HDR);
+			rh->pid = pid;
+			rh->check = ~rh->len;
+			atomic_store_explicit(&rh->state, REC_PAD, memory_order_relaxed);
+			pos += pad_len;
+		}
+		rh = rec_at(r, pos);
+		rh->len = (uint32_t)recs[i].iov_len;
+		rh->pid = pid;
+		rh->check = ~rh->len;
+		atomic_store_explicit(&rh->state, REC_RESERVED, memory_order_relaxed);
+		pos += rec_size(recs[i].iov_len);
+	}
+	atomic_store_explicit(&h->head, pos, memory_order_release);
+	ring_unlock(r);
+
+	/* Payloads without the lock; each record becomes visible with its own release store. */
+	pos = head;
+	for (size_t i = 0; i < n; i++) {
+		struct rec_hdr *rh;
+
+		if (pad_len != 0 && pos == pad_pos)
+			pos += pad_len;
+		rh = rec_at(r, pos);
+		if (recs[i].iov_len != 0)
+			memcpy((uint8_t *)rh + RING_RECORD_HDR, recs[i].iov_base, recs[i].iov_len);
+		atomic_store_explicit(&rh->state, REC_COMMITTED, memory_order_release);
+		pos += rec_size(recs[i].iov_len);
+	}
+	atomic_fetch_add_explicit(&h->written_records, n, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->written_bytes, bytes, memory_order_relaxed);
+	ring_wake_reader(r);
+	return 0;
+}
+
+int
+ring_writev(struct ring *r, const struct iovec *recs, size_t n)
+{
+	return ring_writev_once(r, recs, n, 1);
+}
+
+int
+ring_write(struct ring *r, const void *data, size_t len)
+{
+	struct iovec v = { .iov_base = (void *)(uintptr_t)data, .iov_len = len };
+
+	return ring_writev_once(r, &v, 1, 1);
+}
+
+int
+ring_writev_wait(struct ring *r, const struct iovec *recs, size_t n, int timeout_ms)
+{
+	uint64_t deadline = now_mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+	int rc;
+
+	for (;;) {
+		uint64_t now;
+
+		rc = ring_writev_once(r, recs, n, 0);
+		if (rc != -ENOSPC)
+			return rc;
+		now = now_mono_ms();
+		if (now >= deadline)
+			break;
+		atomic_fetch_add(&r->hdr->writers_waiting, 1);
+		/*
+		 * Short naps: several writers share one eventfd and only one drains
+		 * each wake-up, so the others re-check on their own soon after.
+		 */
+		notify_wait(r->space_efd, (int)(deadline - now < 5 ? deadline - now : 5));
+		atomic_fetch_sub(&r->hdr->writers_waiting, 1);
+	}
+	return ring_writev_once(r, recs, n, 1);
+}
+
+/*
+ * Validates the header at pos (between cursor and head) and returns its state and
+ * size, or -EBADMSG. Never follows a length it has not checked.
+ */
+static int
+rec_inspect(const struct ring *r, uint64_t pos, uint64_t head, uint32_t *state, uint64_t *size,
+    uint32_t *len)
+{
+	const struct rec_hdr *rh = rec_at(r, pos);
+	uint64_t off = pos % r->capacity, sz;
+	uint32_t st, l;
+
+	st = atomic_load_explicit(&rh->state, memory_order_acquire);
+	l = rh->len;
+	if (st == REC_RESERVED) {
+		*state = st;
+		return 0;
+	}
+	if (rh->check != ~l || (st != REC_PAD && l > r->hdr->max_record))
+		return -EBADMSG;
+	sz = rec_size(l);
+	if (off + sz > r->capacity || pos + sz > head)
+		return -EBADMSG;
+	if (st != REC_COMMITTED && st != REC_PAD && st != REC_ABANDONED)
+		return -EBADMSG;
+	if (st == REC_PAD && off + sz != r->capacity)
+		return -EBADMSG;
+	*state = st;
+	*size = sz;
+	*len = l;
+	return 0;
+}
+
+int
+ring_peek(struct ring *r, struct ring_record *rec)
+{
+	for (;;) {
+		uint64_t head = atomic_load_explicit(&r->hdr->head, memory_order_acquire), size = 0;
+		uint32_t state = 0, len = 0;
+
+		if (r->rd >= head)
+			return -EAGAIN;
+		if (rec_inspect(r, r->rd, head, &state, &size, &len) < 0) {
+			atomic_fetch_add_explicit(&r->hdr->corrupt_detected, 1, memory_order_relaxed);
+			return -EBADMSG;
+		}
+		if (state == REC_RESERVED)
+			return -EAGAIN;
+		if (state != REC_COMMITTED) {
+			r->rd += size;
+			continue;
+		}
+		rec->data = (const uint8_t *)rec_at(r, r->rd) + RING_RECORD_HDR;
+		rec->len = len;
+		rec->pos = r->rd;
+		rec->next = r->rd + size;
+		r->rd += size;
+		return 0;
+	}
+}
+
+void
+ring_rewind(struct ring *r)
+{
+	r->rd = atomic_load_explicit(&r->hdr->tail, memory_order_acquire);
+}
+
+uint64_t
+ring_cursor(const struct ring *r)
+{
+	return r->rd;
+}
+
+uint64_t
+ring_tail(const struct ring *r)
+{
+	return atomic_load_explicit(&r->hdr->tail, memory_order_acquire);
+}
+
+bool
+ring_empty(const struct ring *r)
+{
+	return atomic_load_explicit(&r->hdr->head, memory_order_acquire) ==
+	    atomic_load_explicit(&r->hdr->tail, memory_order_acquire);
+}
+
+int
+ring_release(struct ring *r, uint64_t upto)
+{
+	struct ring_header *h = r->hdr;
+	uint64_t tail = atomic_load_explicit(&h->tail, memory_order_relaxed), pos, records = 0,
+	    bytes = 0;
+
+	if (upto < tail || upto > r->rd || upto % RING_ALIGN != 0)
+		return -EINVAL;
+	/* Count what is released; these headers were validated when peeked. */
+	for (pos = tail; pos < upto;) {
+		const struct rec_hdr *rh = rec_at(r, pos);
+		uint32_t st = atomic_load_explicit(&rh->state, memory_order_relaxed);
+
+		if (st == REC_COMMITTED) {
+			records++;
+			bytes += rh->len;
+		}
+		pos += rec_size(rh->len);
+	}
+	if (pos != upto)
+		return -EINVAL;
+	/* Release: the reader's reads of these payloads happen before writers reuse them. */
+	atomic_store_explicit(&h->tail, upto, memory_order_release);
+	atomic_fetch_add_explicit(&h->released_records, records, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->released_bytes, bytes, memory_order_relaxed);
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&h->writers_waiting, memory_order_relaxed) != 0)
+		notify_signal(r->space_efd);
+	return 0;
+}
+
+uint64_t
+ring_skip_corrupt(struct ring *r)
+{
+	uint64_t head, dropped;
+
+	if (ring_lock(r) < 0)
+		return 0;
+	head = atomic_load_explicit(&r->hdr->head, memory_order_acquire);
+	dropped = head - r->rd;
+	r->rd = head;
+	atomic_store_explicit(&r->hdr->tail, head, memory_order_release);
+	ring_unlock(r);
+	notify_signal(r->space_efd);
+	return dropped;
+}
+
+bool
+ring_reader_arm(struct ring *r)
+{
+	uint64_t head, size;
+	uint32_t state = REC_RESERVED, len;
+
+	atomic_store(&r->hdr->reader_waiting, 1);
+	atomic_thread_fence(memory_order_seq_cst);
+	head = atomic_load_explicit(&r->hdr->head, memory_order_acquire);
+	if (r->rd < head && (rec_inspect(r, r->rd, head, &state, &size, &len) < 0 ||
+	    state != REC_RESERVED)) {
+		atomic_store(&r->hdr->reader_waiting, 0);
+		return true;
+	}
+	return false;
+}
+
+int
+ring_reader_wait(struct ring *r, int timeout_ms)
+{
+	if (ring_reader_arm(r))
+		return 1;
+	return notify_wait(r->data_efd, timeout_ms);
+}
+
+uint64_t
+ring_recover(struct ring *r, pid_t dead_pid)
+{
+	uint64_t head, pos, size = 0, abandoned = 0;
+	uint32_t state, len;
+
+	if (ring_lock(r) < 0)
+		return 0;
+	head = atomic_load_explicit(&r->hdr->head, memory_order_acquire);
+	for (pos = atomic_load_explicit(&r->hdr->tail, memory_order_acquire); pos < head; pos += size) {
+		struct rec_hdr *rh = rec_at(r, pos);
+
+		state = 0;
+		if (atomic_load_explicit(&rh->state, memory_order_acquire) == REC_RESERVED) {
+			/* Reserved records were validated by their writer; check before trusting. */
+			if (rh->check != ~rh->len || rh->len > r->hdr->max_record)
+				break;
+			size = rec_size(rh->len);
+			if (rh->pid == (uint32_t)dead_pid) {
+				atomic_store_explicit(&rh->state, REC_ABANDONED, memory_order_release);
+				abandoned++;
+			}
+			continue;
+		}
+		if (rec_inspect(r, pos, head, &state, &size, &len) < 0)
+			break;
+	}
+	ring_unlock(r);
+	if (abandoned != 0) {
+		atomic_fetch_add_explicit(&r->hdr->abandoned_records, abandoned, memory_order_relaxed);
+		notify_signal(r->data_efd);
+	}
+	return abandoned;
+}
+
+void
+ring_stats(const struct ring *r, struct ring_stats *st)
+{
+	struct ring_header *h = r->hdr;
+
+	st->written_records = atomic_load_explicit(&h->written_records, memory_order_relaxed);
+	st->written_bytes = atomic_load_explicit(&h->written_bytes, memory_order_relaxed);
+	st->released_records = atomic_load_explicit(&h->released_records, memory_order_relaxed);
+	st->released_bytes = atomic_load_explicit(&h->released_bytes, memory_order_relaxed);
+	st->rejected_records = atomic_load_explicit(&h->rejected_records, memory_order_relaxed);
+	st->rejected_bytes = atomic_load_explicit(&h->rejected_bytes, memory_order_relaxed);
+	st->abandoned_records = atomic_load_explicit(&h->abandoned_records, memory_order_relaxed);
+	st->corrupt_detected = atomic_load_explicit(&h->corrupt_detected, memory_order_relaxed);
+	st->head = atomic_load_explicit(&h->head, memory_order_acquire);
+	st->tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+	st->capacity = r->capacity;
+}

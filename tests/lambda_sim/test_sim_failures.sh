@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# lambda-sim: init failures, crashes, telemetry delivery failures and drops, Managed Instances, local mode.
+source "$(dirname "$0")/lib.sh"
+echo "lambda-sim failure modes (work dir $T)"
+build_mini "$T/layer" mini
+L=$T/layer
+run() { # run NAME [sim options...]: runs the simulator with out dir $T/NAME, summary $T/NAME.json
+	local n=$1; shift
+	mkdir -p "$T/$n"
+	"$KTE_SIM" --layer "$L" --env MINI_OUT="$T/$n" --summary "$T/$n.json" --quiet "$@" 2>"$T/$n.err"
+}
+
+run initerr --env MINI_MODE=init_error; RC=$?
+check "init/error: exit status 3 (rc=$RC)" test "$RC" -eq 3
+check "init/error: reported in the summary" \
+	test "$(jv "$T/initerr.json" 's.result === "init_failed" && s.errors.init[0].type === "Extension.ConfigInvalid" && /init\/error/.test(s.reason)')" = true
+check "init/error: the call was accepted with 202" grep -q 'init_error 202' "$T/initerr/events.log"
+
+run crashinit --env MINI_MODE=crash_init; RC=$?
+check "crash during init: exit status 3 (rc=$RC)" test "$RC" -eq 3
+check "crash during init: Extension.Crash in the reason" test "$(jv "$T/crashinit.json" '/Extension.Crash/.test(s.reason)')" = true
+
+run hang --env MINI_MODE=hang_init --init-timeout-ms 300; RC=$?
+check "init timeout: exit status 3 (rc=$RC)" test "$RC" -eq 3
+check "init timeout: reason names the extension" test "$(jv "$T/hang.json" '/init timeout.*mini/.test(s.reason)')" = true
+check "init timeout: platform.initReport status timeout emitted" grep -q '"platform.initReport"' "$T/hang/telemetry.log"
+
+run crashinv --invocations 3 --env MINI_MODE=crash_invoke; RC=$?
+check "crash during an invocation: exit status 4 (rc=$RC)" test "$RC" -eq 4
+check "crash during an invocation: reset, report status error Extension.Crash" \
+	test "$(jv "$T/crashinv.json" 's.result === "reset" && s.shutdown.reason === "failure" && s.invocations.completed === 0')" = true
+
+run timeout --shutdown-reason timeout
+check "--shutdown-reason timeout is handed out in lowercase" grep -q '"shutdownReason":"timeout"' "$T/timeout/events.log"
+
+# telemetry POSTs answered 500: retried with backoff, nothing lost
+run retry --invocations 3 --log-lines 4 --ids "$T/retry.ids" --env MINI_FAIL_POSTS=3; RC=$?
+check "delivery failures: run completes (rc=$RC)" test "$RC" -eq 0
+check "delivery failures: counted and retried" \
+	test "$(jv "$T/retry.json" 's.telemetry.failures === 3 && s.telemetry.retries === 3 && s.telemetry.undelivered === 0')" = true
+missing=0
+while read -r id; do grep -qF "kte-id=$id " "$T/retry/telemetry.log" || missing=$((missing + 1)); done <"$T/retry.ids"
+check "delivery failures: every id delivered after retries (missing $missing)" test "$missing" -eq 0
+
+# a slow listener and a small buffer: records dropped, platform.logsDropped delivered
+run drop --invocations 2 --handler-ms 0 --log-lines 400 --log-bytes 1000 --buffer-bytes 65536 \
+	--ids "$T/drop.ids" --env MINI_SLOW_MS=30; RC=$?
+check "drops: run completes (rc=$RC)" test "$RC" -eq 0
+check "drops: records dropped and reported" \
+	test "$(jv "$T/drop.json" 's.telemetry.logs_dropped.records > 0 && s.telemetry.logs_dropped.events > 0')" = true
+check "drops: platform.logsDropped delivered" \
+	grep -q '"type":"platform.logsDropped","record":{"droppedBytes":[0-9]*,"droppedRecords":[0-9]*,"reason":"' "$T/drop/telemetry.log"
+delivered=$(grep -o 'kte-id=[0-9]*-[0-9]* ' "$T/drop/telemetry.log" | sort -u | wc -l)
+dropped=$(jv "$T/drop.json" 's.telemetry.logs_dropped.records')
+check "drops: delivered ($delivered) + dropped ($dropped) = emitted (800)" test $((delivered + dropped)) -eq 800
+check "drops: batches never exceed maxBytes" test "$(jv "$T/drop.json" 's.telemetry.subscriptions[0].max_batch_bytes <= 262144')" = true
+
+# Lambda Managed Instances: INVOKE refused at register; no runtimeDone; concurrent invocations
+run lmi_invoke --managed-instances --env MINI_SCHEMA=2025-01-29; RC=$?
+check "managed instances: registering INVOKE is refused, init fails (rc=$RC)" test "$RC" -eq 3
+check "managed instances: 403 Extension.InvalidEventType" grep -q 'Extension.InvalidEventType' "$T/lmi_invoke/events.log"
+run lmi --managed-instances --concurrency 3 --invocations 6 --handler-ms 50 --log-lines 2 \
+	--env 'MINI_EVENTS=["SHUTDOWN"]' --env MINI_SCHEMA=2025-01-29 --env MINI_EXPECT_REPORTS=6; RC=$?
+check "managed instances: run completes (rc=$RC)" test "$RC" -eq 0
+check "managed instances: 6 reports, no runtimeDone, no INVOKE" \
+	test "$(grep -o '"type":"platform.report"' "$T/lmi/telemetry.log" | wc -l)" -eq 6 -a \
+	     "$(grep -c '"type":"platform.runtimeDone"' "$T/lmi/telemetry.log")" -eq 0 -a \
+	     "$(grep -c ' INVOKE ' "$T/lmi/events.log")" -eq 0
+check "managed instances: SHUTDOWN still delivered" grep -q ' SHUTDOWN ' "$T/lmi/events.log"
+check "managed instances: invocations overlapped" \
+	test "$(jv "$T/lmi.json" 's.invocations.completed === 6 && s.invocations.max_in_flight >= 2')" = true
+run lmi_schema --managed-instances --env 'MINI_EVENTS=["SHUTDOWN"]' --env MINI_SCHEMA=2022-12-13
+check "managed instances: schema before 2025-01-29 is a ValidationError" grep -q 'subscribe {"errorMessage":"[^"]*","errorType":"ValidationError"}' "$T/lmi_schema/events.log"
+
+# local emulators answer subscribe with 202 Telemetry.NotSupported
+run unsup --telemetry-unsupported; RC=$?
+check "telemetry unsupported: 202 Telemetry.NotSupported, run completes (rc=$RC)" \
+	grep -q 'subscribe {"errorMessage":"Telemetry API is not supported","errorType":"Telemetry.NotSupported"}' "$T/unsup/events.log"
+
+# schema 2022-07-01: function records are strings even in JSON log format
+run oldschema --log-format json --env MINI_SCHEMA=2022-07-01
+check "schema 2022-07-01: JSON function records delivered as strings" \
+	grep -q '"type":"function","record":"{\\"timestamp' "$T/oldschema/telemetry.log"
+
+# usage errors
+"$KTE_SIM" --invocations 1 >/dev/null 2>&1; RC=$?
+check "no --layer is a usage error (rc=$RC)" test "$RC" -eq 2
+"$KTE_SIM" --layer "$L" --log-format xml >/dev/null 2>&1; RC=$?
+check "bad --log-format is a usage error (rc=$RC)" test "$RC" -eq 2
+finish
