@@ -74,6 +74,7 @@ else
 	MAKE_ARGS=(CC="$CC" AR="${TOOL_PREFIX}ar" BUILD="$OBJ_BUILD")
 fi
 
+[ -f controller/main.c ] || die "no controller/main.c in this tree: there is no extension executable to package yet"
 # The objects: whatever `make` builds for the executable (a no-op when `make layer` just built them).
 make --no-print-directory "${MAKE_ARGS[@]}" "$OBJ_BUILD/obj/controller/main.o" "$OBJ_BUILD/libkte.a" >/dev/null
 

@@ -39,6 +39,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+[ -f controller/main.c ] || die "controller/main.c is missing: the extension itself (branch controller) is not merged yet"
 for f in tests/tools/kinesis_mock.sh tests/tools/kinesis_read.js; do
 	[ -f "$f" ] || die "$f is missing (local Kinesis tooling, branch dispatcher-core)"
 done
