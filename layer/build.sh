@@ -183,7 +183,8 @@ fi
 ZIP=$BUILD/$NAME-$ARCH.zip
 find "$LAYER/extensions" "$LAYER/$NAME" -exec touch -h -d @315532800 {} +
 rm -f "$ZIP"
-(cd "$LAYER" && find extensions "$NAME" | LC_ALL=C sort | zip -q -9 -X -@ "$OLDPWD/$ZIP")
+zip_abs=$(cd "$(dirname "$ZIP")" && pwd)/$(basename "$ZIP")
+(cd "$LAYER" && find extensions "$NAME" | LC_ALL=C sort | zip -q -9 -X -@ "$zip_abs")
 
 zip_bytes=$(stat -c %s "$ZIP")
 unpacked=$(unzip -l "$ZIP" | tail -n1 | awk '{print $1}')

@@ -9,19 +9,19 @@
 # As root the extension runs from the layer unpacked at /opt of an otherwise empty root (chroot), as in
 # Lambda; otherwise through the layer's own dynamic loader. Artifacts are left in build/demo/.
 # Knobs: DEMO_INVOCATIONS (12), DEMO_LOG_LINES (25 per invocation), DEMO_FORMAT (event|ndjson|kpl),
-# DEMO_FLUSH (adaptive|end|periodic|continuous).
+# DEMO_FLUSH (adaptive|end|periodic|continuous), DEMO_CHROOT=0 (no chroot even as root).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT_DIR=$PWD
 NAME=kinesis-telemetry-extension
-BUILD=$ROOT_DIR/build                      # the release build (make's default BUILD)
-SIM=$BUILD/bin/lambda-sim
+BDIR=$ROOT_DIR/build                      # the release build (make's default BUILD)
+SIM=$BDIR/bin/lambda-sim
 INVOCATIONS=${DEMO_INVOCATIONS:-12}
 LOG_LINES=${DEMO_LOG_LINES:-25}
 FORMAT=${DEMO_FORMAT:-event}
 FLUSH=${DEMO_FLUSH:-adaptive}
 STREAM=kte-demo
-OUT=$BUILD/demo
+OUT=$BDIR/demo
 
 step() { printf '\n[demo] %s\n' "$*"; }
 info() { printf '[demo]   %s\n' "$*"; }
@@ -49,7 +49,7 @@ make --no-print-directory -s BUILD=build "build/bin/$NAME" build/bin/lambda-sim 
 	{ tail -n 30 "$WORK/make.log"; die "build failed"; }
 make --no-print-directory -s BUILD=build layer >"$WORK/layer.log" 2>&1 || { tail -n 30 "$WORK/layer.log"; die "make layer failed"; }
 ARCH=$(sed -n 's/^layer: .*(\(.*\)): zip.*/\1/p' "$WORK/layer.log" | tail -n1)
-ZIP=$BUILD/$NAME-$ARCH.zip
+ZIP=$BDIR/$NAME-$ARCH.zip
 info "$(grep '^layer:' "$WORK/layer.log" | sed 's/^layer: //')"
 
 step "starting local Kinesis (kinesis-mock) with stream $STREAM (2 shards)"
@@ -60,7 +60,7 @@ info "listening on $KINESIS_MOCK_ENDPOINT, region $KINESIS_MOCK_REGION"
 # The simulator starts every executable in <dir>/extensions: this one starts the layer's executable.
 mkdir -p "$WORK/sim/extensions" "$OUT"
 launcher=$WORK/sim/extensions/$NAME
-if [ "$(id -u)" = 0 ] && command -v chroot >/dev/null; then
+if [ "${DEMO_CHROOT:-1}" != 0 ] && [ "$(id -u)" = 0 ] && command -v chroot >/dev/null; then
 	root=$WORK/root
 	mkdir -p "$root/opt" "$root/tmp" "$root/dev"
 	chmod 1777 "$root/tmp"
@@ -71,11 +71,11 @@ if [ "$(id -u)" = 0 ] && command -v chroot >/dev/null; then
 	printf '#!/bin/sh\nexec %s %s /opt/extensions/%s\n' "$(command -v chroot)" "$root" "$NAME" >"$launcher"
 	mode="from $ZIP unpacked at /opt of an empty root (chroot: no system libraries at all)"
 else
-	lib=$BUILD/layer/$NAME/lib
+	lib=$BDIR/layer/$NAME/lib
 	loader=$(cd "$lib" && ls ld-linux-* | head -n1)
-	printf '#!/bin/sh\nexec %s/%s --library-path %s %s/layer/extensions/%s\n' "$lib" "$loader" "$lib" "$BUILD" "$NAME" \
+	printf '#!/bin/sh\nexec %s/%s --library-path %s %s/layer/extensions/%s\n' "$lib" "$loader" "$lib" "$BDIR" "$NAME" \
 		>"$launcher"
-	mode="from $BUILD/layer through the layer's own loader (not root: no chroot)"
+	mode="from $BDIR/layer through the layer's own loader (no chroot: not root, or DEMO_CHROOT=0)"
 fi
 chmod 755 "$launcher"
 

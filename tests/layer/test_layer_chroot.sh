@@ -16,8 +16,8 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT_DIR=$PWD
 NAME=kinesis-telemetry-extension
-BUILD=${KTE_BUILD:-$ROOT_DIR/build}
-KTE_SIM=${KTE_SIM:-$BUILD/bin/lambda-sim}
+OUT=${KTE_BUILD:-$ROOT_DIR/build}     # make's build directory (absolute)
+KTE_SIM=${KTE_SIM:-$OUT/bin/lambda-sim}
 INVOCATIONS=${KTE_CHROOT_INVOCATIONS:-4}
 LOG_LINES=${KTE_CHROOT_LOG_LINES:-25}
 
@@ -95,7 +95,7 @@ free_port() {
 
 # make_root DIR ARCH: the empty root with the layer unpacked at /opt.
 make_root() {
-	local r=$1 arch=$2 zip=$BUILD/$NAME-$2.zip
+	local r=$1 arch=$2 zip=$OUT/$NAME-$2.zip
 	mkdir -p "$r/bin" "$r/tmp" "$r/dev" "$r/opt/lib"
 	chmod 1777 "$r/tmp"
 	cp "$BUSYBOX" "$r/bin/busybox"
