@@ -8,8 +8,8 @@
 # /opt/lib in the root holds broken copies of libc, libcurl and OpenSSL, and LD_LIBRARY_PATH=/opt/lib as
 # Lambda sets it: the layer's DT_RPATH must win over them (another layer may well ship such libraries).
 #
-# Architectures: the build machine's always; arm64 on an x86_64 machine too when qemu-user-static is
-# installed and the arm64 layer builds (`make layer ARCH=arm64` installs the cross toolchain), or when
+# Architectures: the build machine's always; arm64 on an x86_64 machine too when qemu-user-static and
+# the cross toolchain are installed (`make layer ARCH=arm64` installs the latter), or when
 # KTE_LAYER_ARCHS names it explicitly (e.g. KTE_LAYER_ARCHS="x86_64 arm64").
 # Needs root (chroot); CI runs as root. Skips, saying why, when not root.
 set -uo pipefail
@@ -81,10 +81,12 @@ ARCHS=${KTE_LAYER_ARCHS:-}
 if [ -z "$ARCHS" ]; then
 	ARCHS=$HOST_ARCH
 	if [ "$HOST_ARCH" = x86_64 ]; then
-		if command -v qemu-aarch64-static >/dev/null; then
-			ARCHS="$ARCHS arm64"
-		else
+		if ! command -v qemu-aarch64-static >/dev/null; then
 			skip "arm64 under emulation: qemu-user-static is not installed"
+		elif ! command -v aarch64-linux-gnu-gcc >/dev/null; then
+			skip "arm64 under emulation: no cross toolchain yet (make layer ARCH=arm64 installs it)"
+		else
+			ARCHS="$ARCHS arm64"
 		fi
 	fi
 fi
