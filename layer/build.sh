@@ -140,10 +140,10 @@ if ! "$CC" -pthread -o "$EXE" \
 	exit 1
 fi
 
-# Keep the symbols apart (for crash analysis), ship the stripped executable.
+# Keep the symbols apart (for crash analysis; they match the shipped executable by its build ID), ship
+# the stripped executable. No debuglink: its CRC would tie the zip to this checkout's paths.
 "${TOOL_PREFIX}objcopy" --only-keep-debug "$EXE" "$BUILD/$NAME-$ARCH.debug"
 "${TOOL_PREFIX}strip" --strip-all -o "$LAYER/extensions/$NAME" "$EXE"
-"${TOOL_PREFIX}objcopy" --add-gnu-debuglink="$BUILD/$NAME-$ARCH.debug" "$LAYER/extensions/$NAME"
 chmod 0755 "$LAYER/extensions/$NAME"
 
 # The private lib directory: the loader, then every DT_NEEDED, recursively.
