@@ -479,6 +479,10 @@ add_trimmed(struct sbuf *b, const char *v)
 {
 	bool space = false, any = false;
 
+	if (strpbrk(v, " \t\r\n") == NULL) {          /* the common case: nothing to collapse */
+		sbuf_adds(b, v);
+		return;
+	}
 	for (; *v != '\0'; v++) {
 		if (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n') {
 			space = true;

@@ -103,11 +103,12 @@ struct sim_ext {
 	int exited, exit_status, killed;
 	double t_exec, t_register, t_subscribe, t_first_next, t_last_next, t_exit;
 	double t_shutdown_taken;
+	int got_shutdown;       /* a next call returned SHUTDOWN */
 	uint64_t next_calls, api_calls;
 	char init_error[256], exit_error[256];
 	char *error_body;
 	struct sim_sub *sub;
-	char outbuf[8192];      /* partial output line */
+	char outbuf[262144];    /* partial output line; Lambda splits lines at 256 KiB */
 	size_t outlen;
 };
 
@@ -124,6 +125,7 @@ struct sim_opts {
 	const char *shutdown_reason;
 	const char *summary_path;
 	const char *ids_path;
+	const char *dropped_ids_path;
 	const char *id_prefix;
 	int quiet;
 	int managed;
@@ -178,6 +180,7 @@ struct sim {
 	struct dlist api_lat[4];
 	const char *fail_reason;
 	char fail_buf[512];
+	FILE *dropped_ids;      /* --dropped-ids: "<extension> <id>" per function record dropped */
 	/* stderr gate so lines do not interleave */
 	pthread_mutex_t out_mu;
 };
@@ -188,6 +191,9 @@ extern struct sim g;
 double now_ms(void);            /* monotonic, ms with sub-ms precision */
 double epoch_ms(void);          /* wall clock, Unix epoch ms */
 void iso_time(char *buf, size_t len, double epoch); /* "2022-10-21T14:05:03.165Z" */
+void cond_init_mono(pthread_cond_t *cv);     /* a condition variable timed on CLOCK_MONOTONIC */
+/* Waits on cv (initialised by cond_init_mono) until the monotonic time mono_ms; pthread's result. */
+int cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, double mono_ms);
 void uuid_v4(char out[37]);
 void rand_hex(char *out, size_t nhex);
 void dlist_add(struct dlist *l, double v);
@@ -196,26 +202,31 @@ double dlist_max(const struct dlist *l);
 void dlist_free(struct dlist *l);
 void sim_logf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* api.c: start/stop the HTTP server on 127.0.0.1:port (0 = ephemeral); returns 0 or -errno. */
+/* api.c: starts the HTTP server on 127.0.0.1:port (0 = ephemeral); returns 0 or -errno. It is never
+ * stopped: civetweb's mg_stop() takes up to 2 s, and the process exits once the summary is written. */
 int api_start(int port, int *bound_port) __attribute__((warn_unused_result));
-void api_stop(void);
 
 /* telemetry.c: all called with sim.mu held unless noted. */
-void tel_emit(const char *type, json_object *record);   /* takes ownership of record */
-int tel_subscribe(struct sim_ext *e, json_object *req, char *err, size_t errlen);
-void tel_kick(void);            /* wake delivery threads (frozen/hold changed) */
-void tel_stop_all(void);        /* without sim.mu: stop and join delivery threads */
-void tel_global_init(void);
-void tel_count(const char *type);
+void tel_emit(const char *type, json_object *record);   /* emits an event now; takes ownership of record */
+/* Validates a subscribe body and creates (or updates) e's subscription and its delivery thread; returns 0,
+ * or -EINVAL with the ValidationError message in err. */
+int tel_subscribe(struct sim_ext *e, json_object *req, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+void tel_kick(void);            /* wakes delivery threads (frozen/hold changed) */
+void tel_stop_all(void);        /* without sim.mu: stops and joins the delivery threads */
+void tel_global_init(void);     /* once, before any thread: libcurl */
+void tel_count(const char *type);       /* counts an emitted event for the summary */
 
 /* proc.c */
-int proc_spawn_all(void) __attribute__((warn_unused_result));       /* with sim.mu held */
-void proc_start_threads(void);
-void proc_freeze(void);         /* with sim.mu held */
-void proc_thaw(void);           /* with sim.mu held */
-void proc_kill_group(struct sim_ext *e, int sig);
-int proc_group_alive(pid_t pgid);
-void proc_mem_sample(struct sim_mem *m);   /* without sim.mu is fine: reads /proc */
-void proc_join_threads(void);
+/* Starts every file of <layer>/extensions (sorted, in parallel, own process group, clean environment);
+ * with sim.mu held. Returns 0 or -errno (g.fail_reason set when an extension could not start). */
+int proc_spawn_all(void) __attribute__((warn_unused_result));
+void proc_start_threads(void);  /* reaper (waitpid) and output (stdout/stderr -> `extension` records) */
+void proc_freeze(void);         /* SIGSTOP every extension's process group; with sim.mu held */
+void proc_thaw(void);           /* SIGCONT them; with sim.mu held */
+void proc_kill_group(struct sim_ext *e, int sig);       /* no-op for internal extensions */
+int proc_group_alive(pid_t pgid);       /* 1 while any process of the group exists */
+void proc_mem_sample(struct sim_mem *m);   /* sums Pss/RSS/HWM of the groups from /proc; no lock needed */
+void proc_join_threads(void);   /* after tel_stop_all: joins the output thread, detaches the reaper */
 
 #endif

@@ -156,14 +156,16 @@ function validateConfig(c) {
   if (c.script !== undefined && !Array.isArray(c.script)) throw new Error('script: array');
 }
 
+/* Merges c into the configuration; resolves once the data port is in the state asked for. */
 function applyConfig(c) {
   validateConfig(c);
   const wasDown = cfg.down;
   if (c.reset) cfg = defaults();
   for (const [k, v] of Object.entries(c)) if (k !== 'reset') cfg[k] = v;
   if (cfg.down && !wasDown) goDown();
-  else if (!cfg.down && wasDown) goUp();
+  else if (!cfg.down && wasDown) return goUp();
   else if (cfg.down && c.downMs !== undefined) armDownTimer();
+  return Promise.resolve();
 }
 
 function armDownTimer() {
@@ -174,8 +176,27 @@ function armDownTimer() {
   }
 }
 
+/* listen() is asynchronous (it resolves the host first): track a pending one. */
+let listenPending = false;
+let started = false;
+
+function listenData() {
+  if (dataServer.listening || listenPending) return;
+  listenPending = true;
+  dataServer.listen(dataPort, opts.host);
+}
+
+function waitListening(timeoutMs) {
+  const t0 = Date.now();
+  return new Promise((resolve) => {
+    const tick = () => (dataServer.listening || Date.now() - t0 > timeoutMs ? resolve() : setTimeout(tick, 5));
+    tick();
+  });
+}
+
 function goDown() {
   log(`down (${cfg.downMode})`);
+  /* A listen still pending is closed by the 'listening' handler as soon as it completes. */
   if (cfg.downMode === 'refuse' && dataServer.listening) dataServer.close();
   for (const s of sockets) {
     if (s.kfpData) resetSocket(s);
@@ -186,9 +207,8 @@ function goDown() {
 function goUp() {
   log('up');
   if (downTimer) { clearTimeout(downTimer); downTimer = null; }
-  if (!dataServer.listening) {
-    dataServer.listen(dataPort, opts.host);
-  }
+  listenData();
+  return waitListening(3000);
 }
 
 function resetSocket(s) {
@@ -211,8 +231,7 @@ function sendError(res, kind) {
 function handleControl(req, res, body) {
   try {
     if (req.url === '/__fault' && req.method === 'POST') {
-      applyConfig(body.length ? JSON.parse(body.toString('utf8')) : {});
-      return sendJson(res, 200, cfg);
+      return applyConfig(body.length ? JSON.parse(body.toString('utf8')) : {}).then(() => sendJson(res, 200, cfg));
     }
     if (req.url === '/__fault' && req.method === 'GET') return sendJson(res, 200, cfg);
     if (req.url === '/__stats' && req.method === 'GET') return sendJson(res, 200, stats);
@@ -425,9 +444,15 @@ function makeHandler(isControlPort) {
 
 dataServer = http.createServer(makeHandler(false));
 dataServer.keepAliveTimeout = 60000;
+dataServer.on('listening', () => {
+  listenPending = false;
+  if (cfg.down && cfg.downMode === 'refuse') dataServer.close();
+});
 dataServer.on('error', (e) => {      /* re-listen after "down" lost the port race: retry */
+  listenPending = false;
   log(`data port: ${e.message}`);
-  if (!cfg.down) setTimeout(() => { if (!dataServer.listening && !cfg.down) dataServer.listen(dataPort, opts.host); }, 100);
+  if (!started) process.exit(1);
+  if (!cfg.down) setTimeout(listenData, 100);
 });
 dataServer.on('connection', (s) => {
   if (cfg.down) {                     /* "reset" mode: accept, then reset at once */
@@ -443,9 +468,10 @@ dataServer.on('clientError', (e, s) => { if (s.writable) s.end('HTTP/1.1 400 Bad
 const controlServer = http.createServer(makeHandler(true));
 
 function start() {
-  dataServer.listen(opts.port, opts.host, () => {
+  listenPending = true;
+  dataServer.once('listening', () => {
+    started = true;
     dataPort = dataServer.address().port;
-    dataServer.removeAllListeners('listening');
     controlServer.listen(opts.controlPort, opts.host, () => {
       try { applyConfig(opts.config); } catch (e) { log(`bad config: ${e.message}`); process.exit(2); }
       process.stdout.write(`${dataPort} ${controlServer.address().port}\n`);
@@ -453,6 +479,7 @@ function start() {
         `upstream ${opts.upstream}, seed ${opts.seed}`);
     });
   });
+  dataServer.listen(opts.port, opts.host);
 }
 
 for (const sig of ['SIGTERM', 'SIGINT']) {

@@ -9,8 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 T=tests/tools
 tmp=$(mktemp -d)
-KINESIS_MOCK_PID="" FAULT_PROXY_PID=""
+KINESIS_MOCK_PID="" FAULT_PROXY_PID="" P2_PID=""
 cleanup() {
+  [ -n "$P2_PID" ] && $T/fault_proxy.sh stop "$P2_PID"
   [ -n "$FAULT_PROXY_PID" ] && $T/fault_proxy.sh stop "$FAULT_PROXY_PID"
   [ -n "$KINESIS_MOCK_PID" ] && $T/kinesis_mock.sh stop "$KINESIS_MOCK_PID"
   rm -rf "$tmp"
@@ -27,19 +28,22 @@ jget() { node -e 'const j=JSON.parse(require("fs").readFileSync(process.argv[1],
   const v=eval(process.argv[2]); console.log(typeof v==="object"?JSON.stringify(v):v)' "$1" "$2"; }
 
 STREAM=tools-test
-eval "$($T/kinesis_mock.sh start $STREAM:2)"
-eval "$($T/fault_proxy.sh start "$KINESIS_MOCK_ENDPOINT" --seed 42)"
+eval "$(TMPDIR=$tmp $T/kinesis_mock.sh start $STREAM:2)"     # logs land in $tmp, removed at exit
+eval "$(TMPDIR=$tmp $T/fault_proxy.sh start "$KINESIS_MOCK_ENDPOINT" --seed 42)"
 echo "# kinesis-mock $KINESIS_MOCK_ENDPOINT, proxy $FAULT_PROXY_ENDPOINT control $FAULT_PROXY_CONTROL"
 
 # put NAME PKEY DATA...: PutRecords through the proxy; body in $tmp/NAME.json,
-# prints "<http status> <curl exit code>".
-put() {
+# prints "<http status> <curl exit code>". mkreq + send do the same in two steps, so
+# that timing-sensitive checks do not include node's start-up.
+mkreq() {
   local name=$1 pkey=$2; shift 2
   node -e 'const [s,k,...d]=process.argv.slice(1);
     console.log(JSON.stringify({StreamName:s,Records:d.map(x=>({Data:Buffer.from(x).toString("base64"),PartitionKey:k}))}))' \
     "$STREAM" "$pkey" "$@" >"$tmp/$name.req"
-  local d; d=$(date -u +%Y%m%dT%H%M%SZ)
-  local code rc=0
+}
+send() {
+  local name=$1 d code rc=0
+  d=$(date -u +%Y%m%dT%H%M%SZ)
   code=$(curl -sS -o "$tmp/$name.json" -w '%{http_code}' --max-time 20 -X POST "$FAULT_PROXY_ENDPOINT/" \
     -H 'Content-Type: application/x-amz-json-1.1' -H 'X-Amz-Target: Kinesis_20131202.PutRecords' \
     -H "X-Amz-Date: $d" \
@@ -47,6 +51,7 @@ put() {
     --data-binary @"$tmp/$name.req" 2>/dev/null) || rc=$?
   echo "$code $rc"
 }
+put() { mkreq "$@"; send "$1"; }
 fault() { curl -sS -o /dev/null -X POST "$FAULT_PROXY_CONTROL/__fault" -d "$1"; }
 stats() { curl -sS "$FAULT_PROXY_CONTROL/__stats" >"$tmp/stats.json"; jget "$tmp/stats.json" "$1"; }
 # All data strings in the stream, sorted, one per line.
@@ -134,6 +139,29 @@ r=$(put d1 pk dr1 dr2)
 check "dropReply: client sees no reply (got '$r')" [ "${r%% *}" = 000 ]
 check "dropReply: records are in the stream anyway" expect_stream "a1 a2 a3 a4 b0 b2 b4 $ok_list dr1 dr2"
 check "stats: ackDropped 2" [ "$(stats j.records.ackDropped)" = 2 ]
+printf '%s\n' a1 a2 a3 a4 b0 b2 b4 $ok_list dr1 dr2 >"$tmp/expected.txt"
+node $T/kinesis_read.js --endpoint "$KINESIS_MOCK_ENDPOINT" --region "$KINESIS_MOCK_REGION" --stream $STREAM >"$tmp/actual.jsonl"
+check "stream_compare: the stream is exactly what was acknowledged or ack-dropped" \
+  node $T/stream_compare.js --quiet --expected "$tmp/expected.txt" --actual "$tmp/actual.jsonl"
+head -n -1 "$tmp/expected.txt" >"$tmp/expected-short.txt"
+check "stream_compare: an unexpected record fails" \
+  bash -c "! node $T/stream_compare.js --quiet --expected $tmp/expected-short.txt --actual $tmp/actual.jsonl >/dev/null 2>&1"
+echo extra >>"$tmp/expected.txt"
+check "stream_compare: a missing record fails" \
+  bash -c "! node $T/stream_compare.js --quiet --expected $tmp/expected.txt --actual $tmp/actual.jsonl >/dev/null 2>&1"
+# Duplicates (in another outer record) and ndjson splitting, on synthetic reader output.
+b64() { printf '%s' "$1" | base64 -w0; }
+printf '%s\n' x y z >"$tmp/e2.txt"
+{ echo "{\"shardId\":\"s\",\"sequenceNumber\":\"1\",\"data\":\"$(b64 'x
+y
+')\"}"
+  echo "{\"shardId\":\"s\",\"sequenceNumber\":\"2\",\"data\":\"$(b64 'y
+z')\"}"; } >"$tmp/a2.jsonl"
+check "stream_compare --split-lines: a duplicate fails by default" \
+  bash -c "! node $T/stream_compare.js --quiet --split-lines --expected $tmp/e2.txt --actual $tmp/a2.jsonl >/dev/null"
+check "stream_compare --split-lines: allowed with --max-duplicate-records 1" \
+  [ "$(node $T/stream_compare.js --quiet --split-lines --max-duplicate-records 1 --expected $tmp/e2.txt --actual $tmp/a2.jsonl)" = \
+    '{"expected":3,"actual":4,"missing":0,"unexpected":0,"duplicates":1,"duplicateRecords":1}' ]
 
 # 6. Latency: a request takes at least latencyMs.
 fault '{"latencyMs":400}'
@@ -150,21 +178,28 @@ check "error500Rate 1: 500 again" [ "$(put w2 pk z2)" = "500 0" ]
 fault '{"reset":true}'
 
 # 8. Down (refuse): connection refused, then back.
+mkreq n1 pk y1
 fault '{"down":true}'
-r=$(put n1 pk y1)
+r=$(send n1)
 check "down/refuse: connection refused (curl exit 7, got '$r')" [ "$r" = "000 7" ]
 fault '{"down":false}'
-up_again() { for _ in $(seq 1 100); do [ "$(put n2 pk lat)" = "200 0" ] && return 0; sleep 0.05; done; return 1; }
+mkreq n2 pk lat
+up_again() { for _ in $(seq 1 200); do [ "$(send n2)" = "200 0" ] && return 0; sleep 0.05; done; return 1; }
 check "back up after down:false" up_again
 # Down (reset): accepted then reset.
+# (curl may report a reset that races its connect as exit 7 too: the counter tells them apart.)
+resets_before=$(stats j.injected.downResets)
+mkreq n3 pk y3
 fault '{"down":true,"downMode":"reset"}'
-r=$(put n3 pk y3)
-check "down/reset: connection reset (got '$r')" test "${r%% *}" = 000 -a "${r##* }" != 7 -a "${r##* }" != 0
-check "stats: downResets counted" [ "$(stats j.injected.downResets)" -ge 1 ]
+r=$(send n3)
+check "down/reset: connection fails without a reply (got '$r')" test "${r%% *}" = 000 -a "${r##* }" != 0
+check "down/reset: the connection was accepted and reset (downResets +1)" \
+  [ "$(stats j.injected.downResets)" = $((resets_before + 1)) ]
 fault '{"down":false,"downMode":"refuse"}'
 # Down with downMs: comes back by itself.
-fault '{"down":true,"downMs":300}'
-check "down with downMs: refused at first" [ "$(put n4 pk y4)" = "000 7" ]
+mkreq n4 pk y4
+fault '{"down":true,"downMs":6000}'
+check "down with downMs: refused at first" [ "$(send n4)" = "000 7" ]
 check "down with downMs: back up by itself" up_again
 check "records sent while down never reached the stream" bash -c "! node $T/kinesis_read.js --endpoint $KINESIS_MOCK_ENDPOINT --region $KINESIS_MOCK_REGION --stream $STREAM | grep -q '\"$(printf y1 | base64)\"\|\"$(printf y3 | base64)\"\|\"$(printf y4 | base64)\"'"
 
@@ -172,6 +207,24 @@ check "records sent while down never reached the stream" bash -c "! node $T/kine
 code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$FAULT_PROXY_CONTROL/__fault" -d '{"error500Rate":7}')
 check "invalid rate refused with 400" [ "$code" = 400 ]
 check "configuration unchanged" [ "$(curl -sS $FAULT_PROXY_CONTROL/__fault | node -e 'console.log(JSON.parse(require("fs").readFileSync(0)).error500Rate)')" = 0 ]
+
+# 9b. Configuration from the command line and the environment at start-up.
+eval "$(KFP_SEED=7 TMPDIR=$tmp $T/fault_proxy.sh start "$KINESIS_MOCK_ENDPOINT" --config '{"script":["503"]}' --error500-rate 0 |
+  sed 's/^FAULT_PROXY_/P2_/')"
+main_ep=$FAULT_PROXY_ENDPOINT
+FAULT_PROXY_ENDPOINT=$P2_ENDPOINT
+mkreq c1 pk cfg1
+check "--config script applied at start (503 first)" [ "$(send c1)" = "503 0" ]
+check "then requests pass" [ "$(send c1)" = "200 0" ]
+check "KFP_SEED read from the environment" [ "$(curl -sS $P2_CONTROL/__stats | node -pe 'JSON.parse(require("fs").readFileSync(0)).seed')" = 7 ]
+$T/fault_proxy.sh stop "$P2_PID"
+eval "$(TMPDIR=$tmp $T/fault_proxy.sh start "$KINESIS_MOCK_ENDPOINT" --down | sed 's/^FAULT_PROXY_/P2_/')"
+FAULT_PROXY_ENDPOINT=$P2_ENDPOINT
+check "--down: starts down (connection refused)" [ "$(send c1)" = "000 7" ]
+curl -sS -o /dev/null -X POST "$P2_CONTROL/__fault" -d '{"down":false}'
+check "--down: up once told so (the control reply waits for the port)" [ "$(send c1)" = "200 0" ]
+$T/fault_proxy.sh stop "$P2_PID"
+FAULT_PROXY_ENDPOINT=$main_ep
 
 # 10. The reader de-aggregates KPL records (encoded by aws-kinesis-agg itself here).
 node -e '
