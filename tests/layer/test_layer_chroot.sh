@@ -191,6 +191,7 @@ run_arch() {
 	lport=$(free_port)
 	"$KTE_SIM" --layer "$sim" --invocations "$INVOCATIONS" --log-lines "$LOG_LINES" --log-format json \
 		--handler-ms 5 --summary "$T/summary-$arch.json" --ids "$T/ids-$arch.txt" --id-prefix "$arch-" \
+		--dropped-ids "$T/lambda-dropped-$arch.txt" \
 		--init-timeout-ms 10000 \
 		--env AWS_REGION="$KINESIS_MOCK_REGION" --env KTE_STREAM_NAME="$stream" \
 		--env KTE_KINESIS_ENDPOINT="$KINESIS_MOCK_ENDPOINT" --env KTE_LISTENER_PORT="$lport" \
@@ -232,12 +233,14 @@ run_arch() {
 	fi
 
 	local want
-	want=$(wc -l <"$T/ids-$arch.txt")
 	node tests/tools/kinesis_read.js --endpoint "$KINESIS_MOCK_ENDPOINT" --region "$KINESIS_MOCK_REGION" \
 		--stream "$stream" --deaggregate --timeout-ms 20000 >"$T/records-$arch.jsonl" 2>"$T/read-$arch.log" ||
 		bad "reading the stream back: $(tail -n 3 "$T/read-$arch.log")"
 	ids_in_stream "$T/records-$arch.jsonl" | sort -u >"$T/arrived-$arch.txt"
-	sort -u "$T/ids-$arch.txt" >"$T/emitted-$arch.txt"
+	# Lines the simulator dropped itself (buffer overflow, as Lambda does) cannot arrive.
+	touch "$T/lambda-dropped-$arch.txt"
+	sort -u "$T/ids-$arch.txt" | grep -vxFf <(awk '{print $NF}' "$T/lambda-dropped-$arch.txt") >"$T/emitted-$arch.txt"
+	want=$(wc -l <"$T/emitted-$arch.txt")
 	local missing
 	missing=$(comm -23 "$T/emitted-$arch.txt" "$T/arrived-$arch.txt" | wc -l)
 	if [ "$want" -gt 0 ] && [ "$missing" -eq 0 ]; then
