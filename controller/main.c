@@ -346,6 +346,9 @@ controller_subscribe(struct controller *c)
 		    "deliveries)", LISTENER_READY_TIMEOUT_MS);
 	if (!child_usable(c->listener)) {
 		log_error("listener cannot start; telemetry will NOT be received");
+		/* Nothing can reach the ring: no dispatcher, no waiting, a plain lifecycle. */
+		c->dispatcher_pending = false;
+		c->shipping = false;
 		return;
 	}
 	log_debug("+%" PRIu64 " us: listener accepting", now_mono_us() - c->t0_us);
