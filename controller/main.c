@@ -388,7 +388,8 @@ controller_invoke(struct controller *c, const struct ext_event *ev)
 	if (!c->shipping)
 		return;
 	in.now_ms = now_mono_ms();
-	in.runtime_done_usable = controller_runtime_done_usable(c);
+	/* KTE_FLUSH_BUDGET_MS=0: no time to flush in, so nothing to wait for either. */
+	in.runtime_done_usable = controller_runtime_done_usable(c) && c->cfg.flush_budget_ms > 0;
 	in.runtime_done_count = atomic_load(&c->ctl->runtime_done_count);
 	in.ring_high = controller_ring_high(c);
 	in.last_flush_done = atomic_load(&c->ctl->flush_completed) >= c->flush_seq || ring_empty(&c->ring);
