@@ -57,7 +57,10 @@ BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_SECONDS ?= 20
 
-export BUILD KTE_BIN=$(abspath $(BUILD)/bin/$(NAME)) KTE_SIM=$(abspath $(BUILD)/bin/lambda-sim) KTE_BUILD=$(abspath $(BUILD))
+export BUILD
+export KTE_BIN := $(abspath $(BUILD)/bin/$(NAME))
+export KTE_SIM := $(abspath $(BUILD)/bin/lambda-sim)
+export KTE_BUILD := $(abspath $(BUILD))
 
 .PHONY: all check check-unit check-integration asan valgrind bench bench-run fuzz layer demo deps clean
 # Keep test and bench objects (otherwise deleted as intermediates and recompiled on every change).

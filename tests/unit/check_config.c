@@ -105,7 +105,7 @@ START_TEST(test_defaults)
 	ck_assert_str_eq(cfg.schema_version, "2025-01-29");
 	ck_assert_uint_eq(cfg.buffer_max_items, 1000);
 	ck_assert_uint_eq(cfg.buffer_max_bytes, 262144);
-	ck_assert_uint_eq(cfg.buffer_timeout_ms, 100);
+	ck_assert_uint_eq(cfg.buffer_timeout_ms, 25);
 	ck_assert_str_eq(cfg.drop_types, "");
 	ck_assert_int_eq(cfg.min_log_level, -1);
 	ck_assert_uint_eq(cfg.ring_bytes, 8u << 20);

@@ -1,0 +1,726 @@
+/*
+ * The listener end to end: listener_main in a forked child on a free port with a
+ * real ring, real HTTP over libcurl (keep-alive, concurrent clients), every batch
+ * read back from the ring byte for byte, every bad input answered with its status
+ * while the process keeps serving, ring full answered 503 with nothing partial.
+ */
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "listener/listener.h"
+#include "listener_fixture.h"
+#include "notify.h"
+
+#define RING_BYTES (8u << 20)
+
+struct batch {
+	char *body;
+	size_t len;
+	size_t n;
+	char *ev[64];
+	size_t evlen[64];
+};
+
+/* Event j of batch b from client c: varied shapes, each unique. */
+static int
+make_event(char *out, size_t outlen, int c, int b, int j)
+{
+	switch (j % 4) {
+	case 0:
+		return snprintf(out, outlen, "{\"time\":\"2026-11-28T05:00:00.000Z\",\"type\":\"function\","
+		    "\"record\":\"c%db%de%d [INFO] hello \\\"world\\\" ]}[{\"}", c, b, j);
+	case 1:
+		return snprintf(out, outlen, "{\"time\":\"2026-11-28T05:00:00.001Z\",\"type\":\"function\","
+		    "\"record\":{\"timestamp\":\"t\",\"level\":\"INFO\",\"requestId\":\"c%db%de%d\","
+		    "\"message\":\"caf\xc3\xa9 \\u00e9\\ud83d\\ude00\"}}", c, b, j);
+	case 2:
+		return snprintf(out, outlen, "{\"type\":\"platform.start\",\"time\":\"x\",\"record\":"
+		    "{\"requestId\":\"c%db%de%d\",\"version\":\"$LATEST\",\"tracing\":{\"spanId\":\"1\","
+		    "\"type\":\"X-Amzn-Trace-Id\",\"value\":\"Root=1-2;Sampled=1\"}}}", c, b, j);
+	default:
+		return snprintf(out, outlen, "{\"record\":{\"a\":[1,-2.5e3,true,null,{\"b\":[[]]}],"
+		    "\"id\":\"c%db%de%d\"},\"type\":\"extension\",\"unknown\":{}}", c, b, j);
+	}
+}
+
+static void
+batch_build(struct batch *bt, int c, int b, size_t n)
+{
+	char ev[512];
+	size_t cap = 64, len = 0;
+
+	memset(bt, 0, sizeof(*bt));
+	ck_assert_uint_le(n, 64);
+	bt->body = malloc(cap);
+	bt->body[len++] = '[';
+	for (size_t j = 0; j < n; j++) {
+		int m = make_event(ev, sizeof(ev), c, b, (int)j);
+
+		while (len + (size_t)m + 8 > cap)
+			bt->body = realloc(bt->body, cap *= 2);
+		if (j > 0)
+			len += (size_t)sprintf(bt->body + len, (j % 2) ? ",\n  " : ",");
+		bt->ev[j] = strndup(ev, (size_t)m);
+		bt->evlen[j] = (size_t)m;
+		memcpy(bt->body + len, ev, (size_t)m);
+		len += (size_t)m;
+	}
+	bt->body[len++] = ']';
+	bt->body[len] = '\0';
+	bt->len = len;
+	bt->n = n;
+}
+
+static void
+batch_free(struct batch *bt)
+{
+	for (size_t j = 0; j < bt->n; j++)
+		free(bt->ev[j]);
+	free(bt->body);
+}
+
+/* Reads the batch's events back from the ring, byte for byte, and releases them. */
+static void
+ring_expect_batch(struct ring *r, const struct batch *bt)
+{
+	struct ring_record rec;
+
+	for (size_t j = 0; j < bt->n; j++) {
+		ck_assert_int_eq(ring_peek(r, &rec), 0);
+		ck_assert_uint_eq(rec.len, bt->evlen[j]);
+		ck_assert_msg(memcmp(rec.data, bt->ev[j], rec.len) == 0, "event %zu differs", j);
+		ck_assert_int_eq(ring_release(r, rec.next), 0);
+	}
+}
+
+static void
+ring_expect_empty(struct ring *r)
+{
+	struct ring_record rec;
+
+	ck_assert_int_eq(ring_peek(r, &rec), -EAGAIN);
+}
+
+static long
+post(CURL *h, const struct listener_fixture *f, const char *path, const char *body)
+{
+	return lfix_request(h, f, "POST", path, body, strlen(body), 0);
+}
+
+START_TEST(test_valid_batches_keepalive)
+{
+	struct listener_fixture f;
+	CURL *h = curl_easy_init();
+	uint64_t events = 0, bytes = 0;
+	long conns = -1;
+
+	lfix_init(&f);
+	ck_assert_int_eq(lfix_start(&f, RING_BYTES), 0);
+	for (int b = 0; b < 50; b++) {
+		struct batch bt;
+
+		batch_build(&bt, 0, b, (size_t)(b % 7) + 1);
+		ck_assert_int_eq(lfix_request(h, &f, "POST", (b % 2) ? "/" : LISTENER_PATH, bt.body, bt.len,
+		    ((b % 5 == 4) ? LFIX_CHUNKED : 0) | ((b % 3 == 2) ? LFIX_EXPECT : 0)), 200);
+		if (b > 0) {
+			curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &conns);
+			ck_assert_int_eq(conns, 0);     /* the connection was reused */
+		}
+		ring_expect_batch(&f.ring, &bt);
+		ring_expect_empty(&f.ring);
+		events += bt.n;
+		for (size_t j = 0; j < bt.n; j++)
+			bytes += bt.evlen[j];
+		batch_free(&bt);
+	}
+	ck_assert_int_eq(post(h, &f, "/", " [ ] "), 200);
+	ring_expect_empty(&f.ring);
+	ck_assert_uint_eq(atomic_load(&f.ctl->listener.requests), 51);
+	ck_assert_uint_eq(atomic_load(&f.ctl->listener.events), events);
+	ck_assert_uint_eq(atomic_load(&f.ctl->listener.bytes), bytes);
+	ck_assert_uint_eq(atomic_load(&f.ctl->listener.bad_request), 0);
+	curl_easy_cleanup(h);
+	ck_assert_int_eq(lfix_stop(&f, SIGTERM), 0);    /* clean exit on SIGTERM */
+	lfix_free(&f);
+}
+END_TEST
+
+#define CLIENTS 4
+#define CLIENT_BATCHES 100
+#define BATCH_EVENTS 10
+
+struct client {
+	struct listener_fixture *f;
+	int id, ok;
+};
+
+static void *
+client_run(void *p)
+{
+	struct client *c = p;
+	CURL *h = curl_easy_init();
+
+	for (int b = 0; b < CLIENT_BATCHES; b++) {
+		struct batch bt;
+
+		batch_build(&bt, c->id, b, BATCH_EVENTS);
+		if (lfix_request(h, c->f, "POST", "/", bt.body, bt.len, 0) == 200)
+			c->ok++;
+		batch_free(&bt);
+	}
+	curl_easy_cleanup(h);
+	return NULL;
+}
+
+START_TEST(test_concurrent_clients)
+{
+	static char seen[CLIENTS][CLIENT_BATCHES];
+	struct listener_fixture f;
+	struct client c[CLIENTS];
+	pthread_t t[CLIENTS];
+	struct ring_record rec;
+	int last[CLIENTS];
+
+	lfix_init(&f);
+	ck_assert_int_eq(lfix_start(&f, RING_BYTES), 0);
+	for (int i = 0; i < CLIENTS; i++) {
+		c[i] = (struct client){ &f, i, 0 };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, client_run, &c[i]), 0);
+	}
+	for (int i = 0; i < CLIENTS; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(c[i].ok, CLIENT_BATCHES);
+		last[i] = -1;
+	}
+	/* Each batch is one group: its events are contiguous and in order; a client's batches in order. */
+	for (int k = 0; k < CLIENTS * CLIENT_BATCHES; k++) {
+		struct batch bt;
+		int ci, bi, ei;
+		const char *m;
+
+		ck_assert_int_eq(ring_peek(&f.ring, &rec), 0);
+		m = memmem(rec.data, rec.len, "\"c", 2);
+		ck_assert_ptr_nonnull(m);
+		ck_assert_int_eq(sscanf(m + 1, "c%db%de%d", &ci, &bi, &ei), 3);
+		ck_assert_int_eq(ei, 0);
+		ck_assert(ci >= 0 && ci < CLIENTS && bi >= 0 && bi < CLIENT_BATCHES);
+		ck_assert_int_eq(seen[ci][bi], 0);
+		ck_assert_int_gt(bi, last[ci]);
+		seen[ci][bi] = 1;
+		last[ci] = bi;
+		ring_rewind(&f.ring);   /* re-read this batch from its first event */
+		batch_build(&bt, ci, bi, BATCH_EVENTS);
+		ring_expect_batch(&f.ring, &bt);
+		batch_free(&bt);
+	}
+	ring_expect_empty(&f.ring);
+	ck_assert_uint_eq(atomic_load(&f.ctl->listener.events), CLIENTS * CLIENT_BATCHES * BATCH_EVENTS);
+	lfix_free(&f);
+}
+END_TEST
+
+/* Sends raw bytes and returns the status of the first response line, or -1. */
+static int
+raw_request(const struct listener_fixture *f, const char *req)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(f->cfg.listener_port),
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct timeval tv = { 10, 0 };
+	char buf[256];
+	ssize_t n;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), status = -1;
+
+	ck_assert_int_ge(fd, 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+	shutdown(fd, SHUT_WR);          /* nothing more is coming */
+	n = read(fd, buf, sizeof(buf) - 1);
+	if (n > 0) {
+		buf[n] = '\0';
+		if (sscanf(buf, "HTTP/1.1 %d", &status) != 1)
+			status = -1;
+	}
+	close(fd);
+	return status;
+}
+
+START_TEST(test_bad_inputs_each_status)
+{
+	static const char *bad_json[] = { "[{\"a\":1}", "{\"type\":\"function\"}", "", "  ", "[1]x",
+		"[\"\\ud800\"]", "[{\"a\":01}]", "not json" };
+	struct listener_fixture f;
+	CURL *h = curl_easy_init();
+	struct batch good;
+	size_t limit, nbad = sizeof(bad_json) / sizeof(bad_json[0]);
+	char *big, req[256];
+	pid_t pid;
+
+	lfix_init(&f);
+	f.cfg.max_record_bytes = 4096;          /* events over 4096 - 256 bytes are dropped */
+	ck_assert_int_eq(lfix_start(&f, RING_BYTES), 0);
+	pid = f.pid;
+	batch_build(&good, 9, 9, 5);
+	limit = listener_body_limit(&f.cfg);
+
+	for (size_t i = 0; i < nbad; i++) {
+		ck_assert_msg(post(h, &f, "/", bad_json[i]) == 400, "body %zu", i);
+		ck_assert_int_eq(lfix_request(h, &f, "POST", "/", good.body, good.len, 0), 200);
+	}
+	ck_assert_int_eq(lfix_request(h, &f, "GET", "/", NULL, 0, 0), 405);
+	ck_assert_int_eq(lfix_request(h, &f, "PUT", "/", good.body, good.len, 0), 405);
+	ck_assert_int_eq(lfix_request(h, &f, "DELETE", LISTENER_PATH, NULL, 0, 0), 405);
+	ck_assert_int_eq(post(h, &f, "/other", "[]"), 404);
+	ck_assert_int_eq(lfix_request(h, &f, "GET", "/telemetry/x", NULL, 0, 0), 404);
+	ck_assert_int_eq(lfix_request(h, &f, "POST", "/", good.body, good.len, 0), 200);
+
+	/* 413 from Content-Length alone: the 100 MB body is never sent. */
+	snprintf(req, sizeof(req), "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+	    "Content-Length: 100000000\r\n\r\n[");
+	ck_assert_int_eq(raw_request(&f, req), 413);
+	/* With Expect: 100-continue the oversized body is refused before it is sent. */
+	big = malloc(limit + 2);
+	memset(big, ' ', limit + 1);
+	big[0] = '[';
+	big[limit] = ']';
+	big[limit + 1] = '\0';
+	{
+		curl_off_t up = -1;
+
+		ck_assert_int_eq(lfix_request(h, &f, "POST", "/", big, limit + 1, LFIX_EXPECT), 413);
+		curl_easy_getinfo(h, CURLINFO_SIZE_UPLOAD_T, &up);
+		ck_assert_int_eq(up, 0);
+	}
+	/* One byte over the limit, with a length, then chunked. */
+	ck_assert_int_eq(lfix_request(h, &f, "POST", "/", big, limit + 1, 0), 413);
+	ck_assert_int_eq(lfix_request(h, &f, "POST", "/", big, limit + 1, LFIX_CHUNKED), 413);
+	/* Exactly at the limit is fine. */
+	big[limit - 1] = ']';
+	ck_assert_int_eq(lfix_request(h, &f, "POST", "/", big, limit, 0), 200);
+	ck_assert_int_eq(lfix_request(h, &f, "POST", "/", big, limit, LFIX_CHUNKED), 200);
+	free(big);
+	/* A body cut short by the client: 400 (or the connection drops), never a batch. */
+	snprintf(req, sizeof(req), "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n[1,2]");
+	{
+		int st = raw_request(&f, req);
+
+		ck_assert(st == 400 || st == -1);
+	}
+
+	/* Only the good batches reached the ring, each whole. */
+	for (size_t i = 0; i < nbad + 1; i++)
+		ring_expect_batch(&f.ring, &good);
+	ring_expect_empty(&f.ring);
+
+	ck_assert_uint_eq(atomic_load(&f.ctl->listener.bad_request), nbad + 1);
+	ck_assert_uint_eq(atomic_load(&f.ctl->listener.bad_method), 3);
+	ck_assert_uint_eq(atomic_load(&f.ctl->listener.not_found), 2);
+	ck_assert_uint_eq(atomic_load(&f.ctl->listener.too_large), 4);
+	ck_assert_uint_eq(atomic_load(&f.ctl->listener.requests), nbad + 3);
+
+	/* A single event over the record limit: dropped and counted, the rest accepted. */
+	{
+		size_t n = 5000;
+		char *body = malloc(n + 200);
+		int len = sprintf(body, "[{\"type\":\"function\",\"record\":\"small 1\"},{\"record\":\"");
+
+		memset(body + len, 'x', n);
+		len += (int)n;
+		len += sprintf(body + len, "\"},{\"type\":\"function\",\"record\":\"small 2\"}]");
+		ck_assert_int_eq(lfix_request(h, &f, "POST", "/", body, (size_t)len, 0), 200);
+		free(body);
+	}
+	{
+		struct ring_record rec;
+
+		ck_assert_int_eq(ring_peek(&f.ring, &rec), 0);
+		ck_assert(memmem(rec.data, rec.len, "small 1", 7) != NULL);
+		ck_assert_int_eq(ring_peek(&f.ring, &rec), 0);
+		ck_assert(memmem(rec.data, rec.len, "small 2", 7) != NULL);
+		ck_assert_int_eq(ring_release(&f.ring, rec.next), 0);
+		ring_expect_empty(&f.ring);
+	}
+	ck_assert_uint_eq(atomic_load(&f.ctl->listener.oversized_dropped), 1);
+
+	/* Still the same process, still serving. */
+	ck_assert_int_eq(f.pid, pid);
+	ck_assert_int_eq(kill(pid, 0), 0);
+	ck_assert_int_eq(lfix_request(h, &f, "POST", "/", good.body, good.len, 0), 200);
+	ring_expect_batch(&f.ring, &good);
+	batch_free(&good);
+	curl_easy_cleanup(h);
+	lfix_free(&f);
+}
+END_TEST
+
+struct drainer {
+	struct ring *ring;
+	int delay_ms;
+	volatile int stop;
+	size_t records;
+	char *copy;             /* concatenation of every record seen, for test_batch_larger_than_ring */
+	size_t copy_len, copy_cap;
+};
+
+static void *
+drain_run(void *p)
+{
+	struct drainer *d = p;
+	struct ring_record rec;
+	uint64_t until = now_mono_ms() + (uint64_t)d->delay_ms;
+
+	while (now_mono_ms() < until)
+		(void)ring_reader_wait(d->ring, 10);
+	while (!d->stop || !ring_empty(d->ring)) {
+		int rc = ring_peek(d->ring, &rec);
+
+		if (rc == -EAGAIN) {
+			if (!ring_reader_arm(d->ring))
+				(void)ring_reader_wait(d->ring, 20);
+			continue;
+		}
+		ck_assert_int_eq(rc, 0);
+		if (d->copy != NULL) {
+			ck_assert_uint_le(d->copy_len + rec.len, d->copy_cap);
+			memcpy(d->copy + d->copy_len, rec.data, rec.len);
+			d->copy_len += rec.len;
+		}
+		d->records++;
+		ck_assert_int_eq(ring_release(d->ring, rec.next), 0);
+	}
+	return NULL;
+}
+
+START_TEST(test_ring_full_503_nothing_partial)
+{
+	struct listener_fixture f;
+	CURL *h = curl_easy_init();
+	struct batch bt;
+	struct ring_record rec;
+	int accepted = 0, refused = 0;
+
+	lfix_init(&f);
+	f.ring_wait_ms = 100;
+	ck_assert_int_eq(lfix_start(&f, 16384), 0);
+	batch_build(&bt, 1, 1, 20);     /* ~4 KiB: a few fit */
+	for (int i = 0; i < 50 && refused == 0; i++) {
+		uint64_t t0 = now_mono_ms();
+		long st = lfix_request(h, &f, "POST", "/", bt.body, bt.len, 0);
+
+		ck_assert(st == 200 || st == 503);
+		if (st == 200)
+			accepted++;
+		else {
+			refused++;
+			/* It waited for space first (a lower bound: never flaky). */
+			ck_assert_uint_ge(now_mono_ms() - t0, (uint64_t)f.ring_wait_ms);
+		}
+	}
+	ck_assert_int_gt(accepted, 0);
+	ck_assert_int_eq(refused, 1);
+	ck_assert_uint_eq(atomic_load(&f.ctl->listener.ring_full), 1);
+	/* The ring holds exactly the accepted batches, whole. */
+	for (int i = 0; i < accepted; i++)
+		ring_expect_batch(&f.ring, &bt);
+	ck_assert_int_eq(ring_peek(&f.ring, &rec), -EAGAIN);
+	ck_assert(ring_empty(&f.ring));
+
+	/* Space is back: accepted again, same connection, same process. */
+	ck_assert_int_eq(lfix_request(h, &f, "POST", "/", bt.body, bt.len, 0), 200);
+	ring_expect_batch(&f.ring, &bt);
+	batch_free(&bt);
+	curl_easy_cleanup(h);
+	lfix_free(&f);
+}
+END_TEST
+
+START_TEST(test_ring_full_wait_then_accept)
+{
+	struct listener_fixture f;
+	CURL *h = curl_easy_init();
+	struct batch bt;
+	struct drainer d;
+	pthread_t t;
+	int accepted = 0;
+
+	lfix_init(&f);
+	f.ring_wait_ms = 10000;         /* long enough for the drainer to free space */
+	ck_assert_int_eq(lfix_start(&f, 16384), 0);
+	batch_build(&bt, 1, 1, 20);
+	/* Fill the ring without a reader: writev directly, as another writer would. */
+	{
+		struct iovec v[20];
+
+		for (size_t j = 0; j < bt.n; j++)
+			v[j] = (struct iovec){ bt.ev[j], bt.evlen[j] };
+		while (ring_writev(&f.ring, v, bt.n) == 0)
+			accepted++;
+	}
+	memset(&d, 0, sizeof(d));
+	d.ring = &f.ring;
+	d.delay_ms = 200;
+	ck_assert_int_eq(pthread_create(&t, NULL, drain_run, &d), 0);
+	/* The listener waits for the drainer (bounded) instead of failing. */
+	ck_assert_int_eq(lfix_request(h, &f, "POST", "/", bt.body, bt.len, 0), 200);
+	d.stop = 1;
+	pthread_join(t, NULL);
+	ck_assert_uint_eq(d.records, (size_t)(accepted + 1) * bt.n);
+	ck_assert_uint_eq(atomic_load(&f.ctl->listener.ring_full), 0);
+	batch_free(&bt);
+	curl_easy_cleanup(h);
+	lfix_free(&f);
+}
+END_TEST
+
+START_TEST(test_batch_larger_than_ring)
+{
+	struct listener_fixture f;
+	CURL *h = curl_easy_init();
+	struct drainer d;
+	pthread_t t;
+	size_t n = 450, evlen = 1000, len = 0;
+	char *body = malloc(n * (evlen + 1) + 2), *expect = malloc(n * evlen);
+
+	for (size_t j = 0; j < n; j++) {
+		char *e = expect + j * evlen;
+		int m = sprintf(e, "{\"type\":\"function\",\"n\":%zu,\"record\":\"", j);
+
+		memset(e + m, 'a' + (int)(j % 26), evlen - (size_t)m - 2);
+		memcpy(e + evlen - 2, "\"}", 2);
+	}
+	body[len++] = '[';
+	for (size_t j = 0; j < n; j++) {
+		if (j > 0)
+			body[len++] = ',';
+		memcpy(body + len, expect + j * evlen, evlen);
+		len += evlen;
+	}
+	body[len++] = ']';
+
+	lfix_init(&f);
+	f.ring_wait_ms = 10000;
+	ck_assert_int_eq(lfix_start(&f, 128 * 1024), 0);
+	ck_assert_uint_gt(ring_space_needed(&(struct iovec){ body, len }, 1), f.ring.capacity);
+	memset(&d, 0, sizeof(d));
+	d.ring = &f.ring;
+	d.copy_cap = n * evlen;
+	d.copy = malloc(d.copy_cap);
+	ck_assert_int_eq(pthread_create(&t, NULL, drain_run, &d), 0);
+	ck_assert_int_eq(lfix_request(h, &f, "POST", "/", body, len, 0), 200);
+	d.stop = 1;
+	pthread_join(t, NULL);
+	ck_assert_uint_eq(d.records, n);
+	ck_assert_uint_eq(d.copy_len, n * evlen);
+	ck_assert(memcmp(d.copy, expect, n * evlen) == 0);
+	free(d.copy);
+	free(body);
+	free(expect);
+	curl_easy_cleanup(h);
+	lfix_free(&f);
+}
+END_TEST
+
+START_TEST(test_runtime_done_and_counts)
+{
+	struct listener_fixture f;
+	CURL *h = curl_easy_init();
+	const char *body = "[{\"time\":\"t\",\"type\":\"platform.runtimeDone\",\"record\":{\"requestId\":\"r\","
+	    "\"status\":\"success\"}},{\"type\":\"platform.report\",\"record\":{}},"
+	    "{\"type\":\"platform.logsDropped\",\"record\":{\"droppedBytes\":10,\"droppedRecords\":7,"
+	    "\"reason\":\"r\"}},{\"type\":\"platform.logsDropped\",\"record\":{\"droppedRecords\":3}}]";
+
+	lfix_init(&f);
+	ck_assert_int_eq(lfix_start(&f, RING_BYTES), 0);
+	notify_drain(f.fds.to_controller);
+	ck_assert_int_eq(post(h, &f, "/", "[{\"type\":\"platform.start\",\"record\":{}}]"), 200);
+	ck_assert_uint_eq(notify_drain(f.fds.to_controller), 0);   /* nothing to signal */
+	ck_assert_int_eq(post(h, &f, "/", body), 200);
+	ck_assert_uint_eq(atomic_load(&f.ctl->runtime_done_count), 1);
+	ck_assert_uint_eq(atomic_load(&f.ctl->report_count), 1);
+	ck_assert_uint_eq(atomic_load(&f.ctl->listener.logs_dropped_records), 10);
+	ck_assert_uint_gt(notify_drain(f.fds.to_controller), 0);
+	/* A refused batch counts nothing (Lambda sends it again). */
+	ck_assert_int_eq(post(h, &f, "/", "[{\"type\":\"platform.runtimeDone\"},"), 400);
+	ck_assert_uint_eq(atomic_load(&f.ctl->runtime_done_count), 1);
+	ck_assert_uint_eq(atomic_load(&f.ctl->listener.events), 5);
+	curl_easy_cleanup(h);
+	lfix_free(&f);
+}
+END_TEST
+
+START_TEST(test_filters)
+{
+	struct listener_fixture f;
+	CURL *h = curl_easy_init();
+	struct ring_record rec;
+	const char *body = "["
+	    "{\"type\":\"platform.start\",\"record\":{\"requestId\":\"drop1\"}},"
+	    "{\"type\":\"function\",\"record\":{\"level\":\"DEBUG\",\"message\":\"drop2\"}},"
+	    "{\"type\":\"function\",\"record\":{\"level\":\"INFO\",\"message\":\"keep1\"}},"
+	    "{\"type\":\"function\",\"record\":\"keep2 [DEBUG] text logs have no level\"},"
+	    "{\"type\":\"platform.runtimeDone\",\"record\":{\"requestId\":\"keep3\"}},"
+	    "{\"type\":\"extension\",\"record\":{\"level\":\"DEBUG\",\"message\":\"keep4\"}},"
+	    "{\"type\":\"platform.initStart\",\"record\":{\"x\":\"drop3\"}}"
+	    "]";
+	int kept = 0;
+
+	lfix_init(&f);
+	snprintf(f.cfg.drop_types, sizeof(f.cfg.drop_types), "platform.start, platform.init*");
+	f.cfg.min_log_level = 2;        /* info */
+	ck_assert_int_eq(lfix_start(&f, RING_BYTES), 0);
+	ck_assert_int_eq(post(h, &f, "/", body), 200);
+	while (ring_peek(&f.ring, &rec) == 0) {
+		ck_assert(memmem(rec.data, rec.len, "keep", 4) != NULL);
+		ck_assert(memmem(rec.data, rec.len, "drop", 4) == NULL);
+		kept++;
+	}
+	ck_assert_int_eq(kept, 4);
+	ck_assert_uint_eq(atomic_load(&f.ctl->listener.filtered), 3);
+	ck_assert_uint_eq(atomic_load(&f.ctl->runtime_done_count), 1);
+	curl_easy_cleanup(h);
+	lfix_free(&f);
+}
+END_TEST
+
+START_TEST(test_restart_same_port)
+{
+	struct listener_fixture f;
+	CURL *h = curl_easy_init();
+	struct batch bt;
+	unsigned port;
+
+	lfix_init(&f);
+	ck_assert_int_eq(lfix_start(&f, RING_BYTES), 0);
+	port = f.cfg.listener_port;
+	batch_build(&bt, 2, 2, 3);
+	ck_assert_int_eq(lfix_request(h, &f, "POST", "/", bt.body, bt.len, 0), 200);
+	/* Killed with a connection open: the server side of it lingers in TIME_WAIT. */
+	ck_assert_int_ne(lfix_stop(&f, SIGKILL), -1);
+	curl_easy_cleanup(h);
+	ck_assert_int_eq(lfix_start_same_port(&f), 0);
+	ck_assert_uint_eq(f.cfg.listener_port, port);
+	h = curl_easy_init();
+	ck_assert_int_eq(lfix_request(h, &f, "POST", "/", bt.body, bt.len, 0), 200);
+	ring_expect_batch(&f.ring, &bt);
+	ring_expect_batch(&f.ring, &bt);
+	batch_free(&bt);
+	curl_easy_cleanup(h);
+	lfix_free(&f);
+}
+END_TEST
+
+START_TEST(test_sigterm_with_idle_keepalive)
+{
+	struct listener_fixture f;
+	CURL *h[3];
+	uint64_t t0;
+	int status;
+
+	lfix_init(&f);
+	ck_assert_int_eq(lfix_start(&f, RING_BYTES), 0);
+	/* Three idle keep-alive connections, each parking a civetweb worker. */
+	for (int i = 0; i < 3; i++) {
+		h[i] = curl_easy_init();
+		ck_assert_int_eq(post(h[i], &f, "/", "[]"), 200);
+	}
+	t0 = now_mono_ms();
+	status = lfix_stop(&f, SIGTERM);
+	/* civetweb alone would take up to 2 s (its poll quantum); the controller's budget is smaller. */
+	ck_assert_uint_lt(now_mono_ms() - t0, 1000);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	for (int i = 0; i < 3; i++)
+		curl_easy_cleanup(h[i]);
+	lfix_free(&f);
+}
+END_TEST
+
+START_TEST(test_exits_with_parent)
+{
+	struct listener_fixture f;
+	int pfd[2], status;
+	pid_t mid, child = -1;
+	uint64_t deadline;
+
+	lfix_init(&f);
+	ck_assert_int_eq(ring_create(&f.ring, 65536), 0);
+	f.ctl = control_new(&f.fds);
+	ck_assert_ptr_nonnull(f.ctl);
+	f.cfg.listener_port = (uint16_t)lfix_free_port();
+	ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);  /* the orphan comes to us */
+	ck_assert_int_eq(pipe(pfd), 0);
+	mid = fork();
+	ck_assert_int_ge(mid, 0);
+	if (mid == 0) {
+		struct listener_args a = { &f.cfg, &f.ring, f.ctl, &f.fds };
+		pid_t c = fork();
+
+		if (c == 0)
+			_exit(listener_main(&a));
+		(void)!write(pfd[1], &c, sizeof(c));
+		for (;;)
+			pause();
+	}
+	ck_assert_int_eq(read(pfd[0], &child, sizeof(child)), sizeof(child));
+	deadline = now_mono_ms() + 10000;
+	while (!atomic_load(&f.ctl->listener_ready) && now_mono_ms() < deadline)
+		(void)notify_wait(f.fds.to_controller, 50);
+	ck_assert(atomic_load(&f.ctl->listener_ready));
+	kill(mid, SIGKILL);
+	ck_assert_int_eq(waitpid(mid, &status, 0), mid);
+	deadline = now_mono_ms() + 10000;
+	while (waitpid(child, &status, WNOHANG) == 0 && now_mono_ms() < deadline)
+		(void)notify_wait(f.fds.to_controller, 20);
+	ck_assert_msg(now_mono_ms() < deadline, "listener did not exit with its parent");
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_uint_eq(atomic_load(&f.ctl->listener_ready), 0);
+	lfix_free(&f);
+}
+END_TEST
+
+static Suite *
+listener_suite(void)
+{
+	Suite *s = suite_create("listener");
+	TCase *tc = tcase_create("http");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_valid_batches_keepalive);
+	tcase_add_test(tc, test_concurrent_clients);
+	tcase_add_test(tc, test_bad_inputs_each_status);
+	tcase_add_test(tc, test_ring_full_503_nothing_partial);
+	tcase_add_test(tc, test_ring_full_wait_then_accept);
+	tcase_add_test(tc, test_batch_larger_than_ring);
+	tcase_add_test(tc, test_runtime_done_and_counts);
+	tcase_add_test(tc, test_filters);
+	tcase_add_test(tc, test_restart_same_port);
+	tcase_add_test(tc, test_sigterm_with_idle_keepalive);
+	tcase_add_test(tc, test_exits_with_parent);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	sr = srunner_create(listener_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	curl_global_cleanup();
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,491 @@
+#!/usr/bin/env node
+/*
+ * kinesis_fault_proxy.js: a fault-injecting HTTP proxy for tests, in front of an
+ * upstream Kinesis (kinesis-mock). Node built-ins only.
+ *
+ * Start:
+ *   node tests/tools/kinesis_fault_proxy.js --upstream http://127.0.0.1:PORT [options]
+ *   Prints ONE line on stdout once listening: "<port> <control_port>" (then nothing else;
+ *   diagnostics go to stderr). Exits on SIGTERM/SIGINT.
+ * Options (each also read from the environment variable in brackets; rates are 0..1):
+ *   --port N              data port, 0 = ephemeral (default)          [KFP_PORT]
+ *   --control-port N      control port, 0 = ephemeral (default)       [KFP_CONTROL_PORT]
+ *   --host H              listen address (default 127.0.0.1)          [KFP_HOST]
+ *   --upstream URL        the real endpoint (required)                [KFP_UPSTREAM]
+ *   --seed N              PRNG seed, for reproducible random faults  [KFP_SEED]
+ *   --config JSON         initial fault configuration (keys below)   [KFP_CONFIG]
+ *   --error500-rate R --error503-rate R --throttle-rate R --throttle-record-rate R
+ *   --latency-ms N --down (shorthands for the keys of the same meaning)
+ *
+ * Fault configuration (JSON keys; POST /__fault merges them into the current one):
+ *   error500Rate          whole request answered 500 InternalFailure, not forwarded
+ *   error503Rate          whole request answered 503 ServiceUnavailable, not forwarded
+ *   throttleRate          whole request answered 400 ThrottlingException, not forwarded
+ *   exceededRate          whole request answered 400 ProvisionedThroughputExceededException
+ *   resetRate             connection reset (RST) without forwarding
+ *   dropReplyRate         forwarded to upstream (records WRITTEN), then the client
+ *                         connection is reset instead of answering: the lost-ack case
+ *   throttleRecordRate    PutRecords: this fraction of records fails with
+ *                         ProvisionedThroughputExceededException (HTTP 200, partial failure)
+ *   internalRecordRate    PutRecords: this fraction fails with InternalFailure
+ *                         Failed records are NOT forwarded: only the others are sent
+ *                         upstream and the reply is spliced back in request order.
+ *   latencyMs             delay before handling each request (also before injected errors)
+ *   down                  true: the data port is down; downMode "refuse" (default: the
+ *                         listening socket is closed, so connections are refused, and open
+ *                         connections are reset) or "reset" (accepted, then reset at once)
+ *   downMs                with down: come back up by itself after this many ms
+ *   targets               operations the faults apply to (default ["PutRecords","PutRecord"]);
+ *                         other operations pass through untouched (still counted)
+ *   script                list of actions for the next requests of `targets`, in order,
+ *                         taking precedence over the rates: "ok", "500", "503", "throttle",
+ *                         "exceeded", "expired" (400 ExpiredTokenException), "validation",
+ *                         "notfound", "accessdenied", "reset", "dropReply",
+ *                         "partial:I,J,..." (fail those record indexes) or "partial:all"
+ *   reset: true           back to the defaults (no faults) before merging the other keys
+ * Control endpoints, on the control port and (while up) on the data port:
+ *   POST /__fault  JSON   merge configuration; replies with the configuration
+ *   GET  /__fault         current configuration
+ *   GET  /__stats         counters (below); POST /__stats/reset zeroes them
+ * Counters: requests, byTarget{}, injected{error500,error503,throttle,exceeded,expired,
+ *   validation,notfound,accessdenied,reset,dropReply,partialRequests,downResets},
+ *   records{received, forwarded, acceptedUpstream, failedUpstream, injectedFailed,
+ *   rejectedWhole (in requests answered with an injected error or reset), ackDropped
+ *   (accepted upstream but the reply was dropped: may legitimately arrive twice)},
+ *   upstreamErrors, latencyApplied, seed.
+ *
+ * Example:
+ *   read -r PORT CPORT < <(node tests/tools/kinesis_fault_proxy.js --upstream "$EP" & echo) ...
+ *   (see tests/tools/test_tools.sh for a complete, race-free start-up)
+ *   curl -s -X POST localhost:$CPORT/__fault -d '{"throttleRecordRate":0.2,"latencyMs":50}'
+ *   curl -s localhost:$CPORT/__stats
+ */
+'use strict';
+const http = require('http');
+const https = require('https');
+
+const ERRORS = {
+  500: [500, 'InternalFailure', 'We encountered an internal error. Please try again.'],
+  503: [503, 'ServiceUnavailable', 'Service is unavailable. Please try again.'],
+  throttle: [400, 'ThrottlingException', 'Rate exceeded'],
+  exceeded: [400, 'ProvisionedThroughputExceededException', 'Rate exceeded for stream.'],
+  expired: [400, 'ExpiredTokenException', 'The security token included in the request is expired'],
+  validation: [400, 'ValidationException', '1 validation error detected (injected)'],
+  notfound: [400, 'ResourceNotFoundException', 'Stream not found (injected).'],
+  accessdenied: [400, 'AccessDeniedException', 'User is not authorized to perform: kinesis:PutRecords (injected)'],
+};
+const COUNTER_OF = { 500: 'error500', 503: 'error503' };
+
+function defaults() {
+  return {
+    error500Rate: 0, error503Rate: 0, throttleRate: 0, exceededRate: 0, resetRate: 0, dropReplyRate: 0,
+    throttleRecordRate: 0, internalRecordRate: 0, latencyMs: 0, down: false, downMode: 'refuse', downMs: 0,
+    targets: ['PutRecords', 'PutRecord'], script: [],
+  };
+}
+
+function zeroStats(seed) {
+  return {
+    requests: 0, byTarget: {},
+    injected: { error500: 0, error503: 0, throttle: 0, exceeded: 0, expired: 0, validation: 0, notfound: 0,
+      accessdenied: 0, reset: 0, dropReply: 0, partialRequests: 0, downResets: 0 },
+    records: { received: 0, forwarded: 0, acceptedUpstream: 0, failedUpstream: 0, injectedFailed: 0,
+      rejectedWhole: 0, ackDropped: 0 },
+    upstreamErrors: 0, latencyApplied: 0, seed,
+  };
+}
+
+/* mulberry32: small seeded PRNG so a run's random faults can be reproduced. */
+function prng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6D2B79F5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function parseArgs(argv) {
+  const env = process.env;
+  const o = {
+    port: Number(env.KFP_PORT || 0), controlPort: Number(env.KFP_CONTROL_PORT || 0),
+    host: env.KFP_HOST || '127.0.0.1', upstream: env.KFP_UPSTREAM || '',
+    seed: env.KFP_SEED !== undefined ? Number(env.KFP_SEED) : Math.floor(Math.random() * 2 ** 31),
+    config: env.KFP_CONFIG ? JSON.parse(env.KFP_CONFIG) : {},
+  };
+  const shorthand = { '--error500-rate': 'error500Rate', '--error503-rate': 'error503Rate',
+    '--throttle-rate': 'throttleRate', '--throttle-record-rate': 'throttleRecordRate', '--latency-ms': 'latencyMs' };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--port') o.port = Number(argv[++i]);
+    else if (a === '--control-port') o.controlPort = Number(argv[++i]);
+    else if (a === '--host') o.host = argv[++i];
+    else if (a === '--upstream') o.upstream = argv[++i];
+    else if (a === '--seed') o.seed = Number(argv[++i]);
+    else if (a === '--config') Object.assign(o.config, JSON.parse(argv[++i]));
+    else if (a === '--down') o.config.down = true;
+    else if (shorthand[a]) o.config[shorthand[a]] = Number(argv[++i]);
+    else throw new Error(`unknown argument ${a}`);
+  }
+  if (!o.upstream) throw new Error('--upstream URL (or KFP_UPSTREAM) is required');
+  return o;
+}
+
+const opts = parseArgs(process.argv.slice(2));
+const upstream = new URL(opts.upstream);
+const upMod = upstream.protocol === 'https:' ? https : http;
+const upAgent = new upMod.Agent({ keepAlive: true, maxSockets: 64 });
+const rand = prng(opts.seed);
+let cfg = defaults();
+let stats = zeroStats(opts.seed);
+const sockets = new Set();
+let downTimer = null;
+let dataServer = null;
+let dataPort = opts.port;
+
+function log(msg) { process.stderr.write(`[fault-proxy] ${msg}\n`); }
+
+function validateConfig(c) {
+  for (const k of ['error500Rate', 'error503Rate', 'throttleRate', 'exceededRate', 'resetRate', 'dropReplyRate',
+    'throttleRecordRate', 'internalRecordRate']) {
+    if (c[k] !== undefined && !(typeof c[k] === 'number' && c[k] >= 0 && c[k] <= 1)) throw new Error(`${k}: 0..1`);
+  }
+  if (c.downMode !== undefined && !['refuse', 'reset'].includes(c.downMode)) throw new Error('downMode: refuse|reset');
+  if (c.script !== undefined && !Array.isArray(c.script)) throw new Error('script: array');
+}
+
+/* Merges c into the configuration; resolves once the data port is in the state asked for. */
+function applyConfig(c) {
+  validateConfig(c);
+  const wasDown = cfg.down;
+  if (c.reset) cfg = defaults();
+  for (const [k, v] of Object.entries(c)) if (k !== 'reset') cfg[k] = v;
+  if (cfg.down && !wasDown) goDown();
+  else if (!cfg.down && wasDown) return goUp();
+  else if (cfg.down && c.downMs !== undefined) armDownTimer();
+  return Promise.resolve();
+}
+
+function armDownTimer() {
+  if (downTimer) clearTimeout(downTimer);
+  downTimer = null;
+  if (cfg.down && cfg.downMs > 0) {
+    downTimer = setTimeout(() => { downTimer = null; cfg.down = false; goUp(); }, cfg.downMs);
+  }
+}
+
+/* listen() is asynchronous (it resolves the host first): track a pending one. */
+let listenPending = false;
+let started = false;
+
+function listenData() {
+  if (dataServer.listening || listenPending) return;
+  listenPending = true;
+  dataServer.listen(dataPort, opts.host);
+}
+
+function waitListening(timeoutMs) {
+  const t0 = Date.now();
+  return new Promise((resolve) => {
+    const tick = () => (dataServer.listening || Date.now() - t0 > timeoutMs ? resolve() : setTimeout(tick, 5));
+    tick();
+  });
+}
+
+function goDown() {
+  log(`down (${cfg.downMode})`);
+  /* A listen still pending is closed by the 'listening' handler as soon as it completes. */
+  if (cfg.downMode === 'refuse' && dataServer.listening) dataServer.close();
+  for (const s of sockets) {
+    if (s.kfpData) resetSocket(s);
+  }
+  armDownTimer();
+}
+
+function goUp() {
+  log('up');
+  if (downTimer) { clearTimeout(downTimer); downTimer = null; }
+  listenData();
+  return waitListening(3000);
+}
+
+function resetSocket(s) {
+  if (typeof s.resetAndDestroy === 'function') s.resetAndDestroy();
+  else s.destroy();
+}
+
+function sendJson(res, status, obj, extraHeaders = {}) {
+  const body = Buffer.from(JSON.stringify(obj));
+  res.writeHead(status, { 'Content-Type': 'application/x-amz-json-1.1', 'Content-Length': body.length,
+    ...extraHeaders });
+  res.end(body);
+}
+
+function sendError(res, kind) {
+  const [status, type, message] = ERRORS[kind];
+  sendJson(res, status, { __type: type, message }, { 'x-amzn-ErrorType': `${type}:` });
+}
+
+function handleControl(req, res, body) {
+  try {
+    if (req.url === '/__fault' && req.method === 'POST') {
+      return applyConfig(body.length ? JSON.parse(body.toString('utf8')) : {}).then(() => sendJson(res, 200, cfg));
+    }
+    if (req.url === '/__fault' && req.method === 'GET') return sendJson(res, 200, cfg);
+    if (req.url === '/__stats' && req.method === 'GET') return sendJson(res, 200, stats);
+    if (req.url === '/__stats/reset' && req.method === 'POST') {
+      stats = zeroStats(opts.seed);
+      return sendJson(res, 200, stats);
+    }
+    if (req.url === '/__health') return sendJson(res, 200, { ok: true, down: cfg.down });
+    return sendJson(res, 404, { message: 'unknown control endpoint' });
+  } catch (e) {
+    return sendJson(res, 400, { message: String(e.message) });
+  }
+}
+
+/* Forwards body upstream; resolves {status, headers, body} or rejects on connection errors. */
+function forward(req, body) {
+  const headers = { ...req.headers };
+  delete headers.host;
+  delete headers['content-length'];
+  delete headers.expect;
+  delete headers.connection;
+  headers['content-length'] = body.length;
+  headers.host = upstream.host;
+  return new Promise((resolve, reject) => {
+    const u = upMod.request({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method,
+      headers, agent: upAgent, rejectUnauthorized: false }, (ur) => {
+      const chunks = [];
+      ur.on('data', (c) => chunks.push(c));
+      ur.on('end', () => resolve({ status: ur.statusCode, headers: ur.headers, body: Buffer.concat(chunks) }));
+      ur.on('error', reject);
+    });
+    u.on('error', reject);
+    u.end(body);
+  });
+}
+
+function relay(res, up) {
+  const h = {};
+  for (const [k, v] of Object.entries(up.headers)) {
+    if (!['connection', 'transfer-encoding', 'content-length', 'keep-alive'].includes(k)) h[k] = v;
+  }
+  h['content-length'] = up.body.length;
+  res.writeHead(up.status, h);
+  res.end(up.body);
+}
+
+/* Picks this request's action: a script entry, else the random rates. */
+function chooseAction() {
+  if (cfg.script.length) return String(cfg.script.shift());
+  const r = rand();
+  let acc = 0;
+  for (const [key, action] of [['error500Rate', '500'], ['error503Rate', '503'], ['throttleRate', 'throttle'],
+    ['exceededRate', 'exceeded'], ['resetRate', 'reset'], ['dropReplyRate', 'dropReply']]) {
+    acc += cfg[key];
+    if (r < acc) return action;
+  }
+  return 'ok';
+}
+
+function countRecords(json) {
+  if (json && Array.isArray(json.Records)) return json.Records.length;
+  if (json && json.Data !== undefined) return 1;         /* PutRecord */
+  return 0;
+}
+
+async function handleData(req, res, body) {
+  const targetHdr = String(req.headers['x-amz-target'] || '');
+  const target = targetHdr.includes('.') ? targetHdr.slice(targetHdr.indexOf('.') + 1) : targetHdr;
+  stats.requests++;
+  stats.byTarget[target] = (stats.byTarget[target] || 0) + 1;
+  const faulty = cfg.targets.includes(target);
+  let json = null;
+  if (target === 'PutRecords' || target === 'PutRecord') {
+    try { json = JSON.parse(body.toString('utf8')); } catch (e) { json = null; }
+  }
+  const nrec = countRecords(json);
+  if (faulty) stats.records.received += nrec;
+
+  if (faulty && cfg.latencyMs > 0) {
+    stats.latencyApplied++;
+    await new Promise((r) => setTimeout(r, cfg.latencyMs));
+  }
+  if (!faulty) return passThrough(req, res, body, 0);
+
+  let action = chooseAction();
+  let failIdx = null;
+  if (action.startsWith('partial:')) {
+    const spec = action.slice(8);
+    failIdx = new Set(spec === 'all' ? [...Array(nrec).keys()] : spec.split(',').filter((x) => x !== '').map(Number));
+    action = 'ok';
+  }
+  if (ERRORS[action]) {
+    stats.injected[COUNTER_OF[action] || action]++;
+    stats.records.rejectedWhole += nrec;
+    return sendError(res, action);
+  }
+  if (action === 'reset') {
+    stats.injected.reset++;
+    stats.records.rejectedWhole += nrec;
+    return resetSocket(req.socket);
+  }
+  if (action !== 'ok' && action !== 'dropReply') log(`unknown script action ${action}, treated as ok`);
+
+  /* Record-level faults: PutRecords only. */
+  if (target === 'PutRecords' && json && Array.isArray(json.Records)) {
+    const codes = new Array(nrec).fill(null);
+    for (let i = 0; i < nrec; i++) {
+      if (failIdx) {
+        if (failIdx.has(i)) codes[i] = 'ProvisionedThroughputExceededException';
+      } else {
+        const r = rand();
+        if (r < cfg.throttleRecordRate) codes[i] = 'ProvisionedThroughputExceededException';
+        else if (r < cfg.throttleRecordRate + cfg.internalRecordRate) codes[i] = 'InternalFailure';
+      }
+    }
+    const nfail = codes.filter((c) => c !== null).length;
+    if (nfail > 0) return partial(req, res, json, codes, nfail, action === 'dropReply');
+  }
+  return passThrough(req, res, body, nrec, action === 'dropReply');
+}
+
+async function passThrough(req, res, body, nrec, dropReply = false) {
+  let up;
+  stats.records.forwarded += nrec;
+  try {
+    up = await forward(req, body);
+  } catch (e) {
+    stats.upstreamErrors++;
+    log(`upstream: ${e.message}`);
+    return resetSocket(req.socket);
+  }
+  accountUpstream(up, nrec, dropReply);
+  if (dropReply) { stats.injected.dropReply++; return resetSocket(req.socket); }
+  return relay(res, up);
+}
+
+function accountUpstream(up, nrec, dropReply) {
+  if (nrec === 0) return;
+  let ok = 0;
+  if (up.status === 200) {
+    try {
+      const b = JSON.parse(up.body.toString('utf8'));
+      ok = Array.isArray(b.Records) ? b.Records.filter((r) => !r.ErrorCode).length : (b.SequenceNumber ? 1 : 0);
+    } catch (e) { ok = 0; }
+  }
+  stats.records.acceptedUpstream += ok;
+  stats.records.failedUpstream += nrec - ok;
+  if (dropReply) stats.records.ackDropped += ok;
+}
+
+async function partial(req, res, json, codes, nfail, dropReply) {
+  stats.injected.partialRequests++;
+  stats.records.injectedFailed += nfail;
+  const keep = json.Records.filter((_, i) => codes[i] === null);
+  let upRecords = [];
+  let upFailed = 0;
+  let encryption = 'NONE';
+  if (keep.length > 0) {
+    const sub = { ...json, Records: keep };
+    const body = Buffer.from(JSON.stringify(sub));
+    stats.records.forwarded += keep.length;
+    let up;
+    try {
+      up = await forward(req, body);
+    } catch (e) {
+      stats.upstreamErrors++;
+      log(`upstream: ${e.message}`);
+      return resetSocket(req.socket);
+    }
+    accountUpstream(up, keep.length, dropReply);
+    if (dropReply) { stats.injected.dropReply++; return resetSocket(req.socket); }
+    if (up.status !== 200) return relay(res, up);     /* whole subset failed: pass the error on */
+    let b;
+    try { b = JSON.parse(up.body.toString('utf8')); } catch (e) { b = null; }
+    if (!b || !Array.isArray(b.Records) || b.Records.length !== keep.length) {
+      log('upstream reply does not match the forwarded subset; relayed as is');
+      return relay(res, up);
+    }
+    upRecords = b.Records;
+    upFailed = b.FailedRecordCount || 0;
+    encryption = b.EncryptionType || encryption;
+  } else if (dropReply) {
+    stats.injected.dropReply++;
+    return resetSocket(req.socket);
+  }
+  const out = [];
+  let j = 0;
+  for (const c of codes) {
+    if (c === null) out.push(upRecords[j++]);
+    else out.push({ ErrorCode: c, ErrorMessage: c === 'InternalFailure' ? 'Internal service failure.'
+      : 'Rate exceeded for shard shardId-000000000000 in stream (injected).' });
+  }
+  return sendJson(res, 200, { FailedRecordCount: nfail + upFailed, EncryptionType: encryption, Records: out });
+}
+
+function makeHandler(isControlPort) {
+  return (req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      if (isControlPort || req.url.startsWith('/__')) return handleControl(req, res, body);
+      handleData(req, res, body).catch((e) => {
+        log(`error: ${e.stack || e}`);
+        if (!res.headersSent) sendError(res, 500);
+      });
+    });
+  };
+}
+
+dataServer = http.createServer(makeHandler(false));
+dataServer.keepAliveTimeout = 60000;
+dataServer.on('listening', () => {
+  listenPending = false;
+  if (cfg.down && cfg.downMode === 'refuse') dataServer.close();
+});
+dataServer.on('error', (e) => {      /* re-listen after "down" lost the port race: retry */
+  listenPending = false;
+  log(`data port: ${e.message}`);
+  if (!started) process.exit(1);
+  if (!cfg.down) setTimeout(listenData, 100);
+});
+dataServer.on('connection', (s) => {
+  if (cfg.down) {                     /* "reset" mode: accept, then reset at once */
+    stats.injected.downResets++;
+    resetSocket(s);
+    return;
+  }
+  s.kfpData = true;
+  sockets.add(s);
+  s.on('close', () => sockets.delete(s));
+});
+dataServer.on('clientError', (e, s) => { if (s.writable) s.end('HTTP/1.1 400 Bad Request\r\n\r\n'); });
+const controlServer = http.createServer(makeHandler(true));
+
+function start() {
+  listenPending = true;
+  dataServer.once('listening', () => {
+    started = true;
+    dataPort = dataServer.address().port;
+    controlServer.listen(opts.controlPort, opts.host, () => {
+      try { applyConfig(opts.config); } catch (e) { log(`bad config: ${e.message}`); process.exit(2); }
+      process.stdout.write(`${dataPort} ${controlServer.address().port}\n`);
+      log(`listening on ${opts.host}:${dataPort} (control ${controlServer.address().port}), ` +
+        `upstream ${opts.upstream}, seed ${opts.seed}`);
+    });
+  });
+  dataServer.listen(opts.port, opts.host);
+}
+
+for (const sig of ['SIGTERM', 'SIGINT']) {
+  process.on(sig, () => {
+    for (const s of sockets) s.destroy();
+    process.exit(0);
+  });
+}
+start();

@@ -1,0 +1,120 @@
+#!/usr/bin/env node
+/*
+ * kinesis_read.js: reads every record of a stream back and prints one JSON line per
+ * record, shard by shard in sequence order (ListShards, GetShardIterator TRIM_HORIZON,
+ * GetRecords until caught up). Node built-ins, plus aws-kinesis-agg for --deaggregate.
+ *
+ * Usage: node tests/tools/kinesis_read.js --endpoint URL --stream NAME [options]
+ *   --region R          region of the stream (default $AWS_REGION or us-east-1)
+ *   --deaggregate       expand KPL aggregated records into their user records
+ *                       (aws-kinesis-agg, MD5 verified; a bad one is an error)
+ *   --expect N          keep polling until at least N records (after de-aggregation)
+ *                       were read, or --timeout-ms passes (exit status 3 then)
+ *   --timeout-ms T      default 30000
+ *   --count             print only the number of records
+ * Output lines: {"shardId","sequenceNumber","partitionKey","data":"<base64>",
+ *   "arrival": ms since epoch} and, for de-aggregated user records, "subSequenceNumber"
+ *   and "aggregated":true (the outer record's sequence number is kept).
+ */
+'use strict';
+const path = require('path');
+const kc = require('./kinesis_client');
+
+function parseArgs(argv) {
+  const o = { region: process.env.AWS_REGION || 'us-east-1', timeoutMs: 30000, expect: 0 };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--endpoint') o.endpoint = argv[++i];
+    else if (a === '--stream') o.stream = argv[++i];
+    else if (a === '--region') o.region = argv[++i];
+    else if (a === '--deaggregate') o.deaggregate = true;
+    else if (a === '--expect') o.expect = Number(argv[++i]);
+    else if (a === '--timeout-ms') o.timeoutMs = Number(argv[++i]);
+    else if (a === '--count') o.count = true;
+    else throw new Error(`unknown argument ${a}`);
+  }
+  if (!o.endpoint || !o.stream) throw new Error('--endpoint and --stream are required');
+  return o;
+}
+
+function ok(r, what) {
+  if (r.status !== 200) throw new Error(`${what}: HTTP ${r.status} ${r.raw.slice(0, 300)}`);
+  return r.body;
+}
+
+async function listShards(o) {
+  const shards = [];
+  let token = null;
+  do {
+    const body = ok(await kc.callRetry(o.endpoint, 'ListShards',
+      token ? { NextToken: token } : { StreamName: o.stream }, o), 'ListShards');
+    shards.push(...body.Shards);
+    token = body.NextToken;
+  } while (token);
+  return shards;
+}
+
+function deaggregate(rec) {
+  const agg = require(path.join(__dirname, '..', 'node', 'node_modules', 'aws-kinesis-agg'));
+  return new Promise((resolve, reject) => {
+    agg.deaggregateSync({ partitionKey: rec.PartitionKey, sequenceNumber: rec.SequenceNumber, data: rec.Data },
+      true, (err, recs) => (err ? reject(err) : resolve(recs)));
+  });
+}
+
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  const deadline = Date.now() + o.timeoutMs;
+  const shards = await listShards(o);
+  const state = [];
+  for (const s of shards) {
+    const it = ok(await kc.callRetry(o.endpoint, 'GetShardIterator', {
+      StreamName: o.stream, ShardId: s.ShardId, ShardIteratorType: 'TRIM_HORIZON',
+    }, o), 'GetShardIterator').ShardIterator;
+    state.push({ shardId: s.ShardId, iterator: it, out: [] });
+  }
+  let total = 0;
+  for (;;) {
+    for (const s of state) {
+      while (s.iterator) {
+        const body = ok(await kc.callRetry(o.endpoint, 'GetRecords', { ShardIterator: s.iterator, Limit: 10000 }, o),
+          'GetRecords');
+        s.iterator = body.NextShardIterator || null;
+        for (const r of body.Records) {
+          const base = { shardId: s.shardId, sequenceNumber: r.SequenceNumber,
+            arrival: Math.round(Number(r.ApproximateArrivalTimestamp) * 1000) };
+          const isAgg = Buffer.from(r.Data.slice(0, 8), 'base64').subarray(0, 4).toString('hex') === 'f3899ac2';
+          if (o.deaggregate && isAgg) {
+            const users = await deaggregate(r);
+            users.forEach((u, i) => s.out.push({ ...base, partitionKey: u.partitionKey, data: u.data,
+              subSequenceNumber: i, aggregated: true }));
+            total += users.length;
+          } else {
+            s.out.push({ ...base, partitionKey: r.PartitionKey, data: r.Data });
+            total++;
+          }
+        }
+        if (body.Records.length === 0 && (body.MillisBehindLatest === 0 || body.MillisBehindLatest == null)) break;
+      }
+    }
+    if (total >= o.expect) break;
+    if (Date.now() > deadline) {
+      process.stderr.write(`kinesis_read: ${total} records, expected ${o.expect}, timed out\n`);
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  if (o.count) {
+    process.stdout.write(`${total}\n`);
+  } else {
+    const lines = [];
+    for (const s of state) for (const r of s.out) lines.push(JSON.stringify(r));
+    if (lines.length) process.stdout.write(lines.join('\n') + '\n');
+  }
+  return total >= o.expect ? 0 : 3;
+}
+
+main().then((rc) => process.exit(rc), (e) => {
+  process.stderr.write(`kinesis_read: ${e.message}\n`);
+  process.exit(1);
+});
