@@ -181,10 +181,10 @@ stream_name_valid(const char *s)
 
 /*
  * arn:aws[-cn|-us-gov...]:kinesis:<region>:<12 digits>:stream/<name>
- * On success copies the region into region (if non-NULL).
+ * On success copies the region into region (if non-NULL) and points *name at the stream name.
  */
 static bool
-stream_arn_parse(const char *arn, char *region, size_t regionlen)
+stream_arn_parse(const char *arn, char *region, size_t regionlen, const char **name)
 {
 	const char *p = arn, *r, *acct;
 	size_t i;
@@ -208,6 +208,7 @@ stream_arn_parse(const char *arn, char *region, size_t regionlen)
 		memcpy(region, r, (size_t)(p - r));
 		region[p - r] = '\0';
 	}
+	*name = acct + 20;
 	return true;
 }
 
@@ -215,7 +216,7 @@ static void
 config_destination(struct config_ctx *c, struct kte_config *cfg)
 {
 	char arn_region[64] = "";
-	const char *ep;
+	const char *ep, *arn_name = NULL;
 
 	config_str(c, "KTE_STREAM_NAME", cfg->stream_name, sizeof(cfg->stream_name), "");
 	config_str(c, "KTE_STREAM_ARN", cfg->stream_arn, sizeof(cfg->stream_arn), "");
@@ -237,9 +238,15 @@ config_destination(struct config_ctx *c, struct kte_config *cfg)
 		return;
 	}
 	if (cfg->stream_arn[0] != '\0' &&
-	    !stream_arn_parse(cfg->stream_arn, arn_region, sizeof(arn_region))) {
+	    !stream_arn_parse(cfg->stream_arn, arn_region, sizeof(arn_region), &arn_name)) {
 		config_fail(c, "KTE_STREAM_ARN=\"%s\" is invalid: expected "
 		    "arn:aws:kinesis:<region>:<account>:stream/<name>", cfg->stream_arn);
+		return;
+	}
+	/* Both given: Kinesis refuses a request whose name and ARN disagree. */
+	if (cfg->stream_name[0] != '\0' && arn_name != NULL && strcmp(arn_name, cfg->stream_name) != 0) {
+		config_fail(c, "KTE_STREAM_ARN=\"%s\" is invalid: it names another stream than "
+		    "KTE_STREAM_NAME=\"%s\"", cfg->stream_arn, cfg->stream_name);
 		return;
 	}
 	/* A stream ARN names its region: call that region's endpoint, whatever AWS_REGION says. */

@@ -617,10 +617,14 @@ ring_recover(struct ring *r, pid_t dead_pid)
 			break;
 	}
 	ring_unlock(r);
-	if (abandoned != 0) {
+	if (abandoned != 0)
 		atomic_fetch_add_explicit(&r->hdr->abandoned_records, abandoned, memory_order_relaxed);
-		notify_signal(r->data_efd);
-	}
+	/*
+	 * Wake the reader even if nothing was abandoned: the dead writer may have
+	 * cleared reader_waiting and died before writing the eventfd, after which
+	 * no commit signals (the flag is clear) and the reader would sleep on.
+	 */
+	notify_signal(r->data_efd);
 	return abandoned;
 }
 

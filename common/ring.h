@@ -142,9 +142,11 @@ bool ring_reader_arm(struct ring *r);
 int ring_reader_wait(struct ring *r, int timeout_ms);
 
 /*
- * Supervisor: after a writer process died, turns the records it had reserved but
- * not committed into skipped ones and repairs the lock if it died holding it.
- * Returns the number of records abandoned.
+ * Supervisor: after a writer process died (call it after reaping the process and
+ * before starting its replacement, so the pid cannot be reused), turns the records
+ * it had reserved but not committed into skipped ones, repairs the lock if it died
+ * holding it, and always wakes the reader (the dead writer may have taken a
+ * wake-up with it). Returns the number of records abandoned.
  */
 uint64_t ring_recover(struct ring *r, pid_t dead_pid);
 

@@ -189,6 +189,11 @@ START_TEST(test_destination)
 	ck_assert_int_eq(load(&e, &cfg), 0);
 	ck_assert_str_eq(cfg.stream_name, "telemetry");
 	ck_assert_str_eq(cfg.stream_arn, "arn:aws:kinesis:eu-west-1:123456789012:stream/telemetry");
+	/* ...which must then name the same stream (Kinesis refuses every request otherwise). */
+	load_bad("KTE_STREAM_ARN", "arn:aws:kinesis:eu-west-1:123456789012:stream/other");
+	load_bad("KTE_STREAM_ARN", "arn:aws:kinesis:eu-west-1:123456789012:stream/telemetry2");
+	load_bad("KTE_STREAM_ARN", "arn:aws:kinesis:eu-west-1:123456789012:stream/telemetr");
+	ck_assert(strstr(err, "KTE_STREAM_NAME") != NULL);
 
 	/* Stream names: 1..128 of [a-zA-Z0-9_.-]. */
 	{

@@ -61,6 +61,7 @@
 #define HDR_OFF_MAX_RECORD  32
 #define HDR_OFF_HEAD        128
 #define HDR_OFF_TAIL        192
+#define HDR_OFF_READER_WAITING 256
 #define REC_OFF_STATE       0
 #define REC_OFF_LEN         4
 #define REC_OFF_CHECK       12
@@ -70,6 +71,8 @@
 #define MAX_WRITERS 4096
 
 static int under_valgrind;
+
+static void poke32(void *base, size_t off, uint32_t v);
 
 /* Scales an iteration count down under valgrind (/100) and ASan (/8). */
 static uint64_t
@@ -822,6 +825,8 @@ START_TEST(test_writer_killed_after_reserve)
 	ck_assert_int_eq(ring_peek(&r, &rec), -EAGAIN);  /* the torn one is not visible */
 	ck_assert(!ring_reader_arm(&r));                   /* nor does it wake the reader */
 	ck_assert_uint_eq(ring_recover(&r, dead + 100000), 0); /* another pid: nothing */
+	ck_assert_int_eq(ring_peek(&r, &rec), -EAGAIN);
+	(void)notify_drain(r.data_efd);
 	ck_assert_uint_eq(ring_recover(&r, dead), 1);
 	ck_assert_uint_eq(notify_drain(r.data_efd), 1);    /* recovery wakes the reader */
 	for (uint32_t s = 0; s < 10; s++)
@@ -888,6 +893,32 @@ END_TEST
 START_TEST(test_writer_killed_holding_lock_recover_first)
 {
 	check_lock_repaired(1);
+}
+END_TEST
+
+/*
+ * A writer that took the reader's wake-up (cleared reader_waiting) and died
+ * before writing the eventfd: later commits do not signal, since the flag is
+ * clear, so the supervisor's ring_recover must wake the reader whatever it finds.
+ */
+START_TEST(test_writer_killed_before_signalling)
+{
+	struct ring r;
+	struct ring_record rec;
+	pid_t dead;
+
+	ck_assert_int_eq(ring_create(&r, 16 << 10), 0);
+	dead = spawn(plain_writer_main, &(struct plain_writer_args){ .r = &r, .writer = 1, .count = 0 });
+	wait_exit_ok(dead, "writer");
+	ck_assert(!ring_reader_arm(&r));                 /* the reader goes to sleep */
+	poke32(r.hdr, HDR_OFF_READER_WAITING, 0);        /* the dead writer's exchange */
+	ck_assert_int_eq(ring_write(&r, "late", 4), 0);  /* a live writer: no signal due */
+	ck_assert_uint_eq(notify_drain(r.data_efd), 0);  /* (also proves the offset right) */
+	ck_assert_uint_eq(ring_recover(&r, dead), 0);    /* nothing abandoned, but... */
+	ck_assert_uint_eq(notify_drain(r.data_efd), 1);  /* ...the reader is woken */
+	ck_assert_int_eq(ring_peek(&r, &rec), 0);
+	ck_assert_uint_eq(rec.len, 4);
+	ring_close(&r);
 }
 END_TEST
 
@@ -1547,6 +1578,7 @@ ring_suite(void)
 	tcase_add_test(tc, test_writer_killed_after_reserve);
 	tcase_add_test(tc, test_writer_killed_holding_lock);
 	tcase_add_test(tc, test_writer_killed_holding_lock_recover_first);
+	tcase_add_test(tc, test_writer_killed_before_signalling);
 	tcase_add_test(tc, test_reader_killed_before_release);
 	tcase_add_test(tc, test_rewind_resends_unreleased);
 	suite_add_tcase(s, tc);
