@@ -89,6 +89,8 @@ struct dispatcher {
 	uint8_t status[BATCH_MAX_RECORDS];
 };
 
+_Static_assert(DROP_KINDS <= CONTROL_DROP_KINDS, "struct dispatcher_drops is too small");
+
 #define CUR(d)  (&(d)->slot[(d)->cur])
 #define NEXT(d) (&(d)->slot[(d)->cur ^ 1])
 
@@ -140,6 +142,7 @@ count_drop(struct dispatcher *d, enum drop_kind kind, uint64_t events, uint64_t 
 	uint64_t now = now_mono_ms();
 
 	d->local.v[kind] += events;
+	d->ctl->drops.counted[kind] = d->local.v[kind];
 	atomic_fetch_add(&d->ctl->dispatcher.events_dropped, events);
 	atomic_fetch_add(&d->ctl->dispatcher.bytes_dropped, bytes);
 	if (d->drop_log_ms == 0 || now - d->drop_log_ms >= DROP_LOG_EVERY_MS) {
@@ -182,6 +185,8 @@ summary_settled(struct dispatcher *d, const struct batch_settled *st)
 		d->summary_since_ms = d->summary_built_ms;
 		d->summary_sent_ms = now_mono_ms();
 		d->summary_pending = false;
+		memcpy(d->ctl->drops.reported, d->reported.v, sizeof(d->reported.v));
+		d->ctl->drops.reported_ms = d->summary_since_ms;
 	} else if (st->summary_dropped)
 		d->summary_pending = false;
 }
@@ -626,7 +631,10 @@ dispatcher_main(const struct dispatcher_args *a)
 	d->ring = a->ring;
 	d->ctl = a->ctl;
 	d->fds = a->fds;
-	d->summary_since_ms = now_epoch_ms();
+	/* A restart carries on with the drop accounting of the process before it. */
+	memcpy(d->local.v, d->ctl->drops.counted, sizeof(d->local.v));
+	memcpy(d->reported.v, d->ctl->drops.reported, sizeof(d->reported.v));
+	d->summary_since_ms = d->ctl->drops.reported_ms != 0 ? d->ctl->drops.reported_ms : now_epoch_ms();
 	backoff_rng_init(&d->rng);
 	pkey_init(&d->pk, a->cfg, getenv("AWS_LAMBDA_FUNCTION_NAME"));
 	for (int i = 0; i < 2; i++)

@@ -801,6 +801,73 @@ END_TEST
 
 /* ---- restarts ---- */
 
+/* Summaries accepted so far, and the sum of one field over them. */
+static unsigned
+h_summaries(struct harness *h, const char *field, uint64_t *sum)
+{
+	char pat[64];
+	unsigned n = 0;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", field);
+	*sum = 0;
+	pthread_mutex_lock(&h->lock);
+	for (size_t i = 0; i < h->nacc; i++) {
+		const char *p = h->acc[i].data, *f;
+
+		if (strstr(p, "extension.kte.dropped") == NULL)
+			continue;
+		n++;
+		if ((f = strstr(p, pat)) != NULL)
+			*sum += strtoull(f + strlen(pat), NULL, 10);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return n;
+}
+
+/*
+ * A restarted dispatcher reports only drops not yet delivered: the listener's counts
+ * live in shared memory, so a fresh baseline would report them all again; and its own
+ * counts (too large here) survive the restart instead of being forgotten.
+ */
+START_TEST(test_restart_does_not_repeat_summary)
+{
+	const char *vars[] = { "KTE_MAX_RECORD_BYTES=1024", NULL };
+	struct harness *h = h_new(vars);
+	uint64_t sum;
+
+	atomic_store(&h->ctl->listener.bad_request, 3);
+	h_spawn(h);
+	h_write(h, 0, 10, 200);
+	ck_assert_int_ge(h_flush(h, 10000), 0);
+	ck_assert(h_wait_released(h, 10, 5000));
+	ck_assert_uint_eq(h_summaries(h, "listenerBadRequest", &sum), 1);
+	ck_assert_uint_eq(sum, 3);
+
+	/* One event too large, counted by the dispatcher; then it dies before reporting it. */
+	atomic_store(&h->ctl->hold_sending, 1);
+	h_write(h, 10, 1, 2000);
+	for (int i = 0; i < 500 && atomic_load(&h->ctl->dispatcher.events_dropped) == 0; i++) {
+		atomic_fetch_add(&h->ctl->flush_requested, 1);
+		notify_signal(h->fds.to_dispatcher);
+		poll(NULL, 0, 10);
+	}
+	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.events_dropped), 1);
+	h_stop_dispatcher(h);
+	atomic_store(&h->ctl->hold_sending, 0);
+
+	h_spawn(h);
+	h_write(h, 11, 10, 200);
+	ck_assert_int_ge(h_flush(h, 10000), 0);
+	ck_assert(h_wait_released(h, 21, 5000));
+	ck_assert_int_ge(h_flush(h, 10000), 0);
+	h_summaries(h, "listenerBadRequest", &sum);
+	ck_assert_msg(sum == 3, "listenerBadRequest reported %" PRIu64 " times in all, not 3", sum);
+	h_summaries(h, "eventsTooLarge", &sum);
+	ck_assert_msg(sum == 1, "eventsTooLarge reported %" PRIu64 " in all, not 1", sum);
+	h_free(h);
+}
+END_TEST
+
 static void
 script_hang_first(struct harness *h, const struct sink_request *req, unsigned n, uint8_t *failed,
     struct sink_reply *rep, bool *record_anyway)
@@ -1154,6 +1221,7 @@ dispatcher_suite(void)
 	tcase_add_test(tc, test_shutdown_deadline_counts_leftovers);
 	tcase_add_test(tc, test_shutdown_sends_then_waits_for_sigterm);
 	tcase_add_test(tc, test_sigkill_then_restart_resumes);
+	tcase_add_test(tc, test_restart_does_not_repeat_summary);
 	tcase_add_test(tc, test_exits_when_parent_dies);
 	tcase_add_test(tc, test_no_destination_discards_and_counts);
 	suite_add_tcase(s, tc);
