@@ -513,18 +513,34 @@ update_flush(struct dispatcher *d)
 	notify_signal(d->fds->to_controller);
 }
 
+/*
+ * Counts the committed events not released yet by peeking them all again from the
+ * first unreleased one (the process is about to exit: the cursor no longer matters).
+ * Unlike written - released from ring_stats, this leaves out reservations of a writer
+ * that died (counted as ringAbandoned) and what a corruption skip dropped.
+ */
+static void
+count_unreleased(struct dispatcher *d, uint64_t *events, uint64_t *bytes)
+{
+	struct ring_record rec;
+
+	*events = *bytes = 0;
+	ring_rewind(d->ring);
+	while (ring_peek(d->ring, &rec) == 0) {
+		(*events)++;
+		*bytes += rec.len;
+	}
+}
+
 /* At the deadline: give up what is left, say so, and let the controller go. */
 static void
 finish_shutdown(struct dispatcher *d, const char *why)
 {
-	struct ring_stats st;
 	uint64_t left, bytes;
 
 	if (d->kc != NULL && kinesis_client_busy(d->kc))
 		kinesis_client_abort(d->kc);
-	ring_stats(d->ring, &st);
-	left = st.written_records > st.released_records ? st.written_records - st.released_records : 0;
-	bytes = st.written_bytes > st.released_bytes ? st.written_bytes - st.released_bytes : 0;
+	count_unreleased(d, &left, &bytes);
 	if (left > 0) {
 		atomic_fetch_add(&d->ctl->dispatcher.events_dropped, left);
 		atomic_fetch_add(&d->ctl->dispatcher.bytes_dropped, bytes);

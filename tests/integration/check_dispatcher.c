@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -799,6 +800,51 @@ START_TEST(test_shutdown_sends_then_waits_for_sigterm)
 }
 END_TEST
 
+/*
+ * A listener that died between reserving and committing leaves a record the ring
+ * counts as written and abandoned, never as released (ring_recover turns it into a
+ * skipped one). At shutdown the dispatcher must not count it again as an event it
+ * failed to deliver: the summary already reports it as ringAbandoned.
+ */
+START_TEST(test_shutdown_leftovers_exclude_abandoned)
+{
+	struct harness *h = h_new(NULL);
+	struct ring_stats st;
+	pid_t w;
+	int ws;
+
+	h_spawn(h);
+	h_write(h, 0, 10, 200);
+	w = fork();
+	ck_assert_int_ge(w, 0);
+	if (w == 0) {
+		/* Dies of SIGSEGV copying the second payload, after the group was reserved. */
+		static const char ev[] = "{\"type\":\"function\",\"record\":{\"seq\":10}}";
+		void *bad = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		struct iovec v[2] = { { (void *)(uintptr_t)ev, sizeof(ev) - 1 }, { bad, 300 } };
+
+		(void)!ring_writev(&h->ring, v, 2);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(w, &ws, 0), w);
+	ck_assert(WIFSIGNALED(ws));
+	ck_assert_uint_eq(ring_recover(&h->ring, w), 1);
+	h_write(h, 11, 10, 200);
+	ck_assert_int_ge(h_flush(h, 10000), 0);
+	ck_assert(h_wait_released(h, 21, 5000));
+	ring_stats(&h->ring, &st);
+	ck_assert(ring_empty(&h->ring));
+	ck_assert_uint_eq(st.abandoned_records, 1);
+
+	atomic_store(&h->ctl->shutdown_deadline_ms, (int64_t)now_epoch_ms() + 3000);
+	ck_assert_int_eq(WEXITSTATUS(h_stop_dispatcher(h)), 0);
+	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.events_dropped), 0);
+	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.bytes_dropped), 0);
+	assert_each_once(h, 21);
+	h_free(h);
+}
+END_TEST
+
 /* ---- restarts ---- */
 
 /* Summaries accepted so far, and the sum of one field over them. */
@@ -1220,6 +1266,7 @@ dispatcher_suite(void)
 	tcase_add_test(tc, test_hold_sending_until_flush);
 	tcase_add_test(tc, test_shutdown_deadline_counts_leftovers);
 	tcase_add_test(tc, test_shutdown_sends_then_waits_for_sigterm);
+	tcase_add_test(tc, test_shutdown_leftovers_exclude_abandoned);
 	tcase_add_test(tc, test_sigkill_then_restart_resumes);
 	tcase_add_test(tc, test_restart_does_not_repeat_summary);
 	tcase_add_test(tc, test_exits_when_parent_dies);
