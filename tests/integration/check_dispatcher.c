@@ -540,8 +540,10 @@ START_TEST(test_whole_request_failures_retry)
 	ck_assert(h_wait_released(h, 300, 20000));
 	assert_each_once(h, 300);
 	assert_ring_drained(h, 300);
-	ck_assert_uint_eq(h->nreq, 7);
-	for (int i = 0; i < 7; i++) {
+	/* 7, or 8 when libcurl resent on the dropped connection (see below). */
+	ck_assert_uint_ge(h->nreq, 7);
+	ck_assert_uint_le(h->nreq, 8);
+	for (unsigned i = 0; i < h->nreq; i++) {
 		ck_assert_uint_eq(h->req_nrec[i], 300);                 /* the same batch each time */
 		ck_assert_uint_eq(h->released_at_request[i], 0);        /* nothing released before */
 	}
@@ -684,6 +686,14 @@ START_TEST(test_invalid_request_dropped_and_reported)
 	h_write(h, 200, 200, 200);
 	ck_assert(h_wait_released(h, 400, 10000));
 	ck_assert_int_ge(h_flush(h, 10000), 0);
+	/* The summary goes out once the circuit closed again: the flush need not wait for it. */
+	for (int i = 0; i < 500 && summary[0] == '\0'; i++) {
+		memset(counts, 0, sizeof(counts));
+		h_events(h, counts, 400, summary, sizeof(summary));
+		if (summary[0] == '\0')
+			poll(NULL, 0, 10);
+	}
+	memset(counts, 0, sizeof(counts));
 	ck_assert_uint_eq(h_events(h, counts, 400, summary, sizeof(summary)), 200);
 	for (unsigned i = 200; i < 400; i++)
 		ck_assert_uint_eq(counts[i], 1);
