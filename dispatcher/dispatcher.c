@@ -240,11 +240,26 @@ add_summary(struct dispatcher *d, struct slot *sl)
 	}
 }
 
-/* Whether new batches may be started: not while the periodic policy holds sending. */
+/* Over half full: hold_sending yields, as the controller would flush at the next INVOKE. */
+static bool
+ring_high(const struct dispatcher *d)
+{
+	struct ring_stats st;
+
+	ring_stats(d->ring, &st);
+	return st.head - st.tail > st.capacity / 2;
+}
+
+/*
+ * Whether new batches may be started: not while the periodic policy holds sending,
+ * unless the ring is over half full (during one long invocation no INVOKE comes to
+ * flush it, and a full ring makes the listener refuse batches).
+ */
 static bool
 may_fill(const struct dispatcher *d)
 {
-	if (atomic_load(&d->ctl->hold_sending) && d->flush_pending == 0 && !shutting_down(d))
+	if (atomic_load(&d->ctl->hold_sending) && d->flush_pending == 0 && !shutting_down(d) &&
+	    !ring_high(d))
 		return false;
 	return true;
 }

@@ -766,6 +766,27 @@ script_always_500(struct harness *h, const struct sink_request *req, unsigned n,
 	rep->delay_ms = 30;
 }
 
+/*
+ * Under the periodic policy the controller asks for a flush only when an invocation
+ * starts. During one long invocation the ring must not fill up behind hold_sending
+ * (the listener would answer 503 until Lambda gives up): past half full, it is sent.
+ */
+START_TEST(test_hold_sending_yields_to_a_filling_ring)
+{
+	const char *vars[] = { "KTE_RING_BYTES=256K", NULL };
+	struct harness *h = h_new(vars);
+
+	atomic_store(&h->ctl->hold_sending, 1);
+	h_spawn(h);
+	h_write(h, 0, 160, 1000);                           /* about 62% of the ring */
+	ck_assert_msg(h_wait_released(h, 1, 5000), "nothing sent with the ring over half full");
+	ck_assert_uint_eq(atomic_load(&h->ctl->flush_requested), 0);
+	ck_assert_int_ge(h_flush(h, 10000), 0);
+	assert_each_once(h, 160);
+	h_free(h);
+}
+END_TEST
+
 START_TEST(test_shutdown_deadline_counts_leftovers)
 {
 	struct harness *h = h_new(NULL);
@@ -1274,6 +1295,7 @@ dispatcher_suite(void)
 	tc = tcase_create("control");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_hold_sending_until_flush);
+	tcase_add_test(tc, test_hold_sending_yields_to_a_filling_ring);
 	tcase_add_test(tc, test_shutdown_deadline_counts_leftovers);
 	tcase_add_test(tc, test_shutdown_sends_then_waits_for_sigterm);
 	tcase_add_test(tc, test_shutdown_leftovers_exclude_abandoned);
