@@ -319,7 +319,8 @@ config_load_from(struct kte_config *cfg, const char *(*get)(const char *, void *
 	snprintf(cfg->schema_version, sizeof(cfg->schema_version), "%s", schemas[schema]);
 	config_u32(&c, "KTE_BUFFER_MAX_ITEMS", &cfg->buffer_max_items, 1000, 1000, 10000);
 	config_u32(&c, "KTE_BUFFER_MAX_BYTES", &cfg->buffer_max_bytes, 262144, 262144, 1048576);
-	config_u32(&c, "KTE_BUFFER_TIMEOUT_MS", &cfg->buffer_timeout_ms, 100, 25, 30000);
+	/* 25 ms, the minimum: `end` waits for platform.runtimeDone, which Lambda holds up to this long. */
+	config_u32(&c, "KTE_BUFFER_TIMEOUT_MS", &cfg->buffer_timeout_ms, 25, 25, 30000);
 	config_str(&c, "KTE_DROP_TYPES", cfg->drop_types, sizeof(cfg->drop_types), "");
 	config_min_log_level(&c, cfg);
 
@@ -332,6 +333,9 @@ config_load_from(struct kte_config *cfg, const char *(*get)(const char *, void *
 		    PRIu32, cfg->max_request_bytes, cfg->max_record_bytes);
 	cfg->record_format = config_enum(&c, "KTE_RECORD_FORMAT", formats, 3, FORMAT_EVENT);
 	config_partition_key(&c, cfg);
+	config_u32(&c, "KTE_RETRY_BASE_MS", &cfg->retry_base_ms, 50, 1, 10000);
+	config_u32(&c, "KTE_RETRY_MAX_MS", &cfg->retry_max_ms, 20000, 10, 300000);
+	config_u32(&c, "KTE_CIRCUIT_PROBE_MS", &cfg->circuit_probe_ms, 30000, 10, 3600000);
 
 	cfg->flush = config_enum(&c, "KTE_FLUSH", flushes, 4, FLUSH_ADAPTIVE);
 	config_u32(&c, "KTE_FLUSH_INTERVAL_MS", &cfg->flush_interval_ms, 10000, 100, 3600000);

@@ -36,7 +36,7 @@ struct kte_config {
 	char schema_version[16];            /* KTE_SCHEMA_VERSION, default 2025-01-29 */
 	uint32_t buffer_max_items;          /* KTE_BUFFER_MAX_ITEMS 1000..10000, default 1000 */
 	uint32_t buffer_max_bytes;          /* KTE_BUFFER_MAX_BYTES 262144..1048576, default 262144 */
-	uint32_t buffer_timeout_ms;         /* KTE_BUFFER_TIMEOUT_MS 25..30000, default 100 */
+	uint32_t buffer_timeout_ms;         /* KTE_BUFFER_TIMEOUT_MS 25..30000, default 25 (docs/flush.md) */
 	char drop_types[CONFIG_STR_MAX];    /* KTE_DROP_TYPES: comma list of event types dropped at intake */
 	int min_log_level;                  /* KTE_MIN_FUNCTION_LOG_LEVEL: -1 = keep all; else 0 trace..5 fatal */
 
@@ -45,8 +45,22 @@ struct kte_config {
 	uint32_t max_record_bytes;          /* KTE_MAX_RECORD_BYTES: Kinesis record limit incl. key, default 1 MiB */
 	uint32_t max_request_bytes;         /* KTE_MAX_REQUEST_BYTES: PutRecords limit, default 5 MiB */
 	enum record_format record_format;   /* KTE_RECORD_FORMAT event|ndjson|kpl */
+	/*
+	 * KTE_PARTITION_KEY (Kinesis hashes the key to pick a shard; dispatcher/pkey.h):
+	 *   request-id (default): the event's record.requestId; id-less events (text logs)
+	 *     take the id of the invocation in progress, until its platform.report; events
+	 *     outside any invocation get a random key. Spreads invocations over shards and
+	 *     keeps each invocation's events together, in order, on one shard.
+	 *   random: a fresh random key per Kinesis record: even spread, fullest KPL records.
+	 *   function: AWS_LAMBDA_FUNCTION_NAME (all on one shard: per-function order).
+	 *   fixed:<key>: that key (1-256 characters).
+	 */
 	enum partition_key_mode pkey_mode;  /* KTE_PARTITION_KEY request-id|random|function|fixed:<key> */
 	char pkey_fixed[257];
+	uint32_t retry_base_ms;             /* KTE_RETRY_BASE_MS: backoff base, default 50 */
+	uint32_t retry_max_ms;              /* KTE_RETRY_MAX_MS: backoff ceiling, default 20000 */
+	uint32_t circuit_probe_ms;          /* KTE_CIRCUIT_PROBE_MS: retry interval once Kinesis refused
+	                                       with a non-retryable error (circuit open), default 30000 */
 
 	/* Flushing */
 	enum flush_policy flush;            /* KTE_FLUSH adaptive|end|periodic|continuous */

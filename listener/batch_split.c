@@ -51,7 +51,8 @@ static const uint8_t str_class[256] = {
 /*
  * Nonzero when one of the 8 bytes in v is not plain string content: below 0x20, a
  * quote, a backslash, or non-ASCII. (x - ones) & ~x & highs is nonzero exactly when
- * x has a zero byte; x ^ (c * ones) turns bytes equal to c into zeros.
+ * x has a zero byte; x ^ (c * ones) turns bytes equal to c into zeros. Borrows only
+ * run upwards, so the lowest flagged byte is always a true one (higher flags may not be).
  */
 static inline uint64_t
 swar_special(uint64_t v)
@@ -148,13 +149,17 @@ scan_string(struct split *s, const uint8_t **start, const uint8_t **stop, bool *
 	*start = p;
 	*escaped = false;
 	for (;;) {
-		/* Eight plain bytes at a time, then byte by byte up to the special one. */
+		/* Eight bytes at a time; the lowest flagged byte is exactly the first special one. */
 		while (end - p >= 8) {
-			uint64_t v;
+			uint64_t v, m;
 
 			memcpy(&v, p, sizeof(v));
-			if (swar_special(v))
+			if ((m = swar_special(v)) != 0) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+				p += __builtin_ctzll(m) >> 3;
+#endif
 				break;
+			}
 			p += 8;
 		}
 		while (p < end && str_class[*p] == 0)

@@ -12,8 +12,11 @@
 
 #include <arpa/inet.h>
 #include <civetweb.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +33,12 @@ struct listener {
 	struct intake intake;
 	struct control *ctl;
 	size_t body_limit;
+	_Atomic int stopping;       /* SIGTERM seen: refuse new batches */
+	_Atomic int active;         /* requests being handled */
 };
+
+/* How long a stopping listener waits for civetweb to wind down before leaving anyway. */
+#define LISTENER_STOP_GRACE_MS 300
 
 /* One per civetweb worker thread (init_thread/exit_thread), reused across requests. */
 struct worker {
@@ -188,10 +196,29 @@ path_ok(const char *p)
 	    strcmp(p, LISTENER_PATH "/") == 0);
 }
 
+static int handle_request(struct listener *l, struct mg_connection *conn);
+
+/* Counts requests in flight, so that a stop waits for batches being written. */
 static int
 handle_telemetry(struct mg_connection *conn, void *cbdata)
 {
 	struct listener *l = cbdata;
+	int status;
+
+	atomic_fetch_add(&l->active, 1);
+	if (atomic_load(&l->stopping)) {
+		/* Nothing taken now could still be delivered: let Lambda keep it. */
+		reply(conn, 503, NULL, "shutting down\n", true);
+		status = 503;
+	} else
+		status = handle_request(l, conn);
+	atomic_fetch_sub(&l->active, 1);
+	return status;
+}
+
+static int
+handle_request(struct listener *l, struct mg_connection *conn)
+{
 	const struct mg_request_info *ri = mg_get_request_info(conn);
 	struct worker *w = mg_get_thread_pointer(conn);
 	struct listener_counters *lc = &l->ctl->listener;
@@ -314,11 +341,128 @@ wait_for_stop(const sigset_t *stopset, pid_t parent)
 	}
 }
 
+struct stopper {
+	struct mg_context *ctx;
+	_Atomic int done;
+};
+
+static void *
+stopper_run(void *p)
+{
+	struct stopper *st = p;
+
+	mg_stop(st->ctx);
+	atomic_store(&st->done, 1);
+	return NULL;
+}
+
+/*
+ * Wakes the civetweb workers parked on idle keep-alive connections (they poll in
+ * 2-second quanta): shuts down every accepted socket of ours. Called only once no
+ * request is in flight and new ones are refused, so no batch is cut.
+ */
+static void
+kick_idle_connections(uint16_t port)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		struct sockaddr_storage sa;
+		socklen_t len = sizeof(sa);
+		int fd = atoi(de->d_name), listening = 0;
+		socklen_t ll = sizeof(listening);
+		uint16_t p;
+
+		if (fd <= 2 || fd == dirfd(d) || getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
+			continue;
+		if (sa.ss_family == AF_INET)
+			p = ntohs(((struct sockaddr_in *)(void *)&sa)->sin_port);
+		else if (sa.ss_family == AF_INET6)
+			p = ntohs(((struct sockaddr_in6 *)(void *)&sa)->sin6_port);
+		else
+			continue;
+		if (p == port && getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ll) == 0 &&
+		    !listening)
+			shutdown(fd, SHUT_RDWR);
+	}
+	closedir(d);
+}
+
+/*
+ * Stops the server quickly: new requests are refused, requests in flight finish
+ * (bounded by wait_ms), idle keep-alive connections are closed, and mg_stop runs
+ * while we connect to ourselves every 20 ms to wake civetweb's master thread, which
+ * otherwise notices the stop only at the end of its 2-second poll. Returns true when
+ * civetweb stopped within LISTENER_STOP_GRACE_MS; false when its threads are still
+ * running (the process is about to exit, which ends them).
+ */
+static bool
+stop_server(struct listener *l, struct mg_context *ctx, const char *addr, uint16_t port, int wait_ms)
+{
+	struct stopper st = { .ctx = ctx };
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST };
+	struct addrinfo *ai = NULL;
+	char host[INET6_ADDRSTRLEN + 2], service[8];
+	uint64_t deadline;
+	pthread_t t;
+
+	atomic_store(&l->stopping, 1);
+	deadline = now_mono_ms() + (uint64_t)wait_ms;
+	while (atomic_load(&l->active) > 0 && now_mono_ms() < deadline)
+		(void)poll(NULL, 0, 2);
+	kick_idle_connections(port);
+
+	if (pthread_create(&t, NULL, stopper_run, &st) != 0) {
+		mg_stop(ctx);
+		return true;
+	}
+	/* "[v6]" -> "v6"; a wildcard bind is reached through loopback. */
+	snprintf(host, sizeof(host), "%s", addr[0] == '[' ? addr + 1 : addr);
+	host[strcspn(host, "]")] = '\0';
+	if (strcmp(host, "0.0.0.0") == 0)
+		snprintf(host, sizeof(host), "127.0.0.1");
+	else if (strcmp(host, "::") == 0)
+		snprintf(host, sizeof(host), "::1");
+	snprintf(service, sizeof(service), "%u", (unsigned)port);
+	if (getaddrinfo(host, service, &hints, &ai) != 0)
+		ai = NULL;
+	deadline = now_mono_ms() + LISTENER_STOP_GRACE_MS;
+	while (!atomic_load(&st.done) && now_mono_ms() < deadline) {
+		if (ai != NULL) {
+			int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+			if (fd >= 0) {
+				(void)connect(fd, ai->ai_addr, ai->ai_addrlen);
+				close(fd);
+			}
+		}
+		(void)poll(NULL, 0, 20);
+	}
+	if (ai != NULL)
+		freeaddrinfo(ai);
+	if (!atomic_load(&st.done)) {
+		pthread_detach(t);
+		return false;
+	}
+	pthread_join(t, NULL);
+	return true;
+}
+
 int
 listener_main(const struct listener_args *a)
 {
+	return listener_run(a, 0);
+}
+
+int
+listener_run(const struct listener_args *a, int ring_wait_ms)
+{
 	const struct kte_config *cfg = a->cfg;
-	struct listener l;
+	/* Static: civetweb threads may outlive this call when they do not stop in time. */
+	static struct listener l;
 	struct mg_callbacks cb;
 	struct mg_context *ctx;
 	sigset_t stopset;
@@ -340,7 +484,13 @@ listener_main(const struct listener_args *a)
 	/* Exit with the parent: a signal now, and getppid() checks for the window before this. */
 	(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
 	signal(SIGPIPE, SIG_IGN);
-	/* Blocked before civetweb starts its threads, so only wait_for_stop takes them. */
+	/*
+	 * Handlers inherited from the controller would swallow a SIGTERM sent right
+	 * after fork; default action until blocked, then blocked before civetweb starts
+	 * its threads, so only wait_for_stop takes them.
+	 */
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
 	sigemptyset(&stopset);
 	sigaddset(&stopset, SIGTERM);
 	sigaddset(&stopset, SIGINT);
@@ -350,7 +500,7 @@ listener_main(const struct listener_args *a)
 	l.ctl = a->ctl;
 	l.body_limit = listener_body_limit(cfg);
 	if (intake_init(&l.intake, cfg, a->ring, a->ctl, a->fds != NULL ? a->fds->to_controller : -1,
-	    a->ring_wait_ms) != 0)
+	    ring_wait_ms) != 0)
 		log_warnx("KTE_DROP_TYPES=\"%s\": some entries are empty, too long or too many; "
 		    "using the first %d valid ones", cfg->drop_types, FILTER_MAX_TYPES);
 
@@ -384,8 +534,10 @@ listener_main(const struct listener_args *a)
 	wait_for_stop(&stopset, parent);
 
 	/* In-flight requests finish (their batches reach the ring or are refused) first. */
-	mg_stop(ctx);
-	mg_exit_library();
+	if (stop_server(&l, ctx, addr, cfg->listener_port, l.intake.ring_wait_ms + 100))
+		mg_exit_library();
+	else
+		log_warnx("civetweb did not stop within %d ms: leaving anyway", LISTENER_STOP_GRACE_MS);
 	atomic_store(&a->ctl->listener_ready, 0);
 	rc = 0;
 	return rc;

@@ -14,7 +14,6 @@ struct listener_args {
 	struct ring *ring;
 	struct control *ctl;
 	const struct control_fds *fds;
-	int ring_wait_ms;           /* bounded wait for ring space before 503; 0 = INTAKE_RING_WAIT_MS */
 };
 
 /* Paths a Telemetry API subscription may name (http://HOST:PORT/ or .../telemetry). */
@@ -32,5 +31,11 @@ size_t listener_body_limit(const struct kte_config *cfg);
  * Returns the process exit code.
  */
 int listener_main(const struct listener_args *a);
+
+/*
+ * listener_main with the bounded wait for ring space (before answering 503) set
+ * to ring_wait_ms; <= 0 selects INTAKE_RING_WAIT_MS (1 s). For tests and benches.
+ */
+int listener_run(const struct listener_args *a, int ring_wait_ms);
 
 #endif

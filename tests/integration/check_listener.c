@@ -415,13 +415,17 @@ START_TEST(test_ring_full_503_nothing_partial)
 	ck_assert_int_eq(lfix_start(&f, 16384), 0);
 	batch_build(&bt, 1, 1, 20);     /* ~4 KiB: a few fit */
 	for (int i = 0; i < 50 && refused == 0; i++) {
+		uint64_t t0 = now_mono_ms();
 		long st = lfix_request(h, &f, "POST", "/", bt.body, bt.len, 0);
 
 		ck_assert(st == 200 || st == 503);
 		if (st == 200)
 			accepted++;
-		else
+		else {
 			refused++;
+			/* It waited for space first (a lower bound: never flaky). */
+			ck_assert_uint_ge(now_mono_ms() - t0, (uint64_t)f.ring_wait_ms);
+		}
 	}
 	ck_assert_int_gt(accepted, 0);
 	ck_assert_int_eq(refused, 1);
@@ -616,6 +620,31 @@ START_TEST(test_restart_same_port)
 }
 END_TEST
 
+START_TEST(test_sigterm_with_idle_keepalive)
+{
+	struct listener_fixture f;
+	CURL *h[3];
+	uint64_t t0;
+	int status;
+
+	lfix_init(&f);
+	ck_assert_int_eq(lfix_start(&f, RING_BYTES), 0);
+	/* Three idle keep-alive connections, each parking a civetweb worker. */
+	for (int i = 0; i < 3; i++) {
+		h[i] = curl_easy_init();
+		ck_assert_int_eq(post(h[i], &f, "/", "[]"), 200);
+	}
+	t0 = now_mono_ms();
+	status = lfix_stop(&f, SIGTERM);
+	/* civetweb alone would take up to 2 s (its poll quantum); the controller's budget is smaller. */
+	ck_assert_uint_lt(now_mono_ms() - t0, 1000);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	for (int i = 0; i < 3; i++)
+		curl_easy_cleanup(h[i]);
+	lfix_free(&f);
+}
+END_TEST
+
 START_TEST(test_exits_with_parent)
 {
 	struct listener_fixture f;
@@ -633,7 +662,7 @@ START_TEST(test_exits_with_parent)
 	mid = fork();
 	ck_assert_int_ge(mid, 0);
 	if (mid == 0) {
-		struct listener_args a = { &f.cfg, &f.ring, f.ctl, &f.fds, 0 };
+		struct listener_args a = { &f.cfg, &f.ring, f.ctl, &f.fds };
 		pid_t c = fork();
 
 		if (c == 0)
@@ -675,6 +704,7 @@ listener_suite(void)
 	tcase_add_test(tc, test_runtime_done_and_counts);
 	tcase_add_test(tc, test_filters);
 	tcase_add_test(tc, test_restart_same_port);
+	tcase_add_test(tc, test_sigterm_with_idle_keepalive);
 	tcase_add_test(tc, test_exits_with_parent);
 	suite_add_tcase(s, tc);
 	return s;

@@ -344,8 +344,10 @@ static int h_next(struct mg_connection *c, void *cb)
 		ev = e->pending;
 		e->pending = NULL;
 		e->taken_seq = e->ev_seq;
-		if (strstr(ev, "\"SHUTDOWN\""))
+		if (strstr(ev, "\"SHUTDOWN\"")) {
 			e->t_shutdown_taken = now_ms();
+			e->got_shutdown = 1;
+		}
 	}
 	pthread_cond_broadcast(&g.cv);
 	pthread_mutex_unlock(&g.mu);
@@ -462,8 +464,12 @@ static int h_telemetry(struct mg_connection *c, void *cb)
 int api_start(int port, int *bound_port)
 {
 	char ports[32];
-	const char *opts[] = {"listening_ports", ports, "num_threads", "48", "enable_keep_alive", "yes",
-	                      "request_timeout_ms", "3600000", "tcp_nodelay", "1", NULL};
+	/* Idle keep-alive connections stay open (civetweb closes them after 500 ms by default): an
+	 * extension's connection must survive a long freeze without a close racing its next request. Each
+	 * open connection holds a worker thread, hence the thread count. */
+	const char *opts[] = {"listening_ports", ports, "num_threads", "64", "enable_keep_alive", "yes",
+	                      "keep_alive_timeout_ms", "3600000", "request_timeout_ms", "3600000",
+	                      "tcp_nodelay", "1", NULL};
 	struct mg_callbacks cbs;
 	struct mg_server_port sp[2];
 
@@ -486,12 +492,4 @@ int api_start(int port, int *bound_port)
 	mg_set_request_handler(ctx, "/2022-07-01/telemetry$", h_telemetry, NULL);
 	mg_set_request_handler(ctx, "/2022-07-01/telemetry/$", h_telemetry, NULL);
 	return 0;
-}
-
-void api_stop(void)
-{
-	if (ctx) {
-		mg_stop(ctx);
-		ctx = NULL;
-	}
 }

@@ -19,7 +19,6 @@ enum { EXIT_OK = 0, EXIT_USAGE = 2, EXIT_INIT = 3, EXIT_RESET = 4 };
 
 struct sim g = {
 	.mu = PTHREAD_MUTEX_INITIALIZER,
-	.cv = PTHREAD_COND_INITIALIZER,
 	.out_mu = PTHREAD_MUTEX_INITIALIZER,
 };
 
@@ -32,7 +31,6 @@ static int completed;
 static double t_inv_first, t_inv_last;      /* span of the invocation phase */
 static const char *result = "ok", *shutdown_reason_used;
 static double shutdown_ms_total;
-static int reset_happened;
 static char reset_reason[512];
 
 /* ---- helpers ---- */
@@ -54,7 +52,6 @@ static void sleep_ms(double ms)
 static int wait_for(int (*pred)(void), double deadline, double poll_ms)
 {
 	for (;;) {
-		struct timespec ts;
 		double left;
 
 		if (pred())
@@ -64,14 +61,7 @@ static int wait_for(int (*pred)(void), double deadline, double poll_ms)
 			return pred();
 		if (poll_ms > 0 && left > poll_ms)
 			left = poll_ms;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += (time_t)(left / 1000);
-		ts.tv_nsec += (long)((left - (double)(time_t)(left / 1000) * 1000) * 1e6);
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&g.cv, &g.mu, &ts);
+		cond_wait_until(&g.cv, &g.mu, now_ms() + left);
 	}
 }
 
@@ -246,38 +236,36 @@ timeout:
 	return -1;
 fail:
 	g.init_duration_ms = now_ms() - g.t0_mono;
-	emit_init_report("error", "Extension.InitError");
+	{
+		const char *etype = "Extension.InitError";
+		int i;
+		for (i = 0; i < g.next_ext; i++) {
+			if (g.ext[i].init_error[0]) {
+				etype = g.ext[i].init_error;     /* the extension's own Category.Reason */
+				break;
+			}
+			if (g.ext[i].exited)
+				etype = "Extension.Crash";
+		}
+		emit_init_report("error", etype);
+	}
 	return -1;
 }
 
 /* ---- invocations ---- */
 
-static void emit_function_log(int inv, int n, const char *req)
+static json_object *function_record(const char *tm, const char *req, const char *id, size_t pad)
 {
-	char id[96], tm[40], *msg;
-	size_t base, want = g.o.log_bytes > 0 ? (size_t)g.o.log_bytes : 0, pad = 0;
+	size_t idl = strlen(id);
+	char *msg = malloc(idl + pad + 16);
 	json_object *r;
+	int off;
 
-	snprintf(id, sizeof(id), "%s%d-%d", g.o.id_prefix, inv, n);
-	iso_time(tm, sizeof(tm), epoch_ms());
-	if (g.o.log_json) {
-		/* {"timestamp","level","requestId","message","id"}: pad the message so the record has ~B bytes */
-		base = 80 + strlen(tm) + strlen(req) + 2 * strlen(id) + 8;
-		if (want > base)
-			pad = want - base;
-	} else {
-		base = strlen(tm) + 1 + strlen(req) + 1 + 5 + 7 + strlen(id) + 1;
-		if (want > base)
-			pad = want - base;
-	}
-	msg = malloc(strlen(id) + pad + 16);
 	if (!msg)
-		return;
-	{
-		int off = sprintf(msg, "kte-id=%s ", id);
-		memset(msg + off, 'x', pad);
-		msg[off + (int)pad] = '\0';
-	}
+		return NULL;
+	off = sprintf(msg, "kte-id=%s ", id);
+	memset(msg + off, 'x', pad);
+	msg[off + (int)pad] = '\0';
 	if (g.o.log_json) {
 		r = json_object_new_object();
 		json_object_object_add(r, "timestamp", json_object_new_string(tm));
@@ -287,14 +275,38 @@ static void emit_function_log(int inv, int n, const char *req)
 		json_object_object_add(r, "id", json_object_new_string(id));
 	} else {
 		char *line;
-		if (asprintf(&line, "%s\t%s\tINFO\t%s", tm, req, msg) < 0) {
-			free(msg);
-			return;
+		r = NULL;
+		if (asprintf(&line, "%s\t%s\tINFO\t%s", tm, req, msg) >= 0) {
+			r = json_object_new_string(line);
+			free(line);
 		}
-		r = json_object_new_string(line);
-		free(line);
 	}
 	free(msg);
+	return r;
+}
+
+/* Emits function record n of invocation inv: its id in the text (kte-id=<id>) and, in JSON, as "id";
+ * padded so that the record (the string, or the JSON object's text) is --log-bytes long. */
+static void emit_function_log(int inv, int n, const char *req)
+{
+	size_t want = g.o.log_bytes > 0 ? (size_t)g.o.log_bytes : 0, base;
+	char id[96], tm[40];
+	json_object *r;
+
+	snprintf(id, sizeof(id), "%s%d-%d", g.o.id_prefix, inv, n);
+	iso_time(tm, sizeof(tm), epoch_ms());
+	r = function_record(tm, req, id, 0);
+	if (!r)
+		return;
+	base = json_object_is_type(r, json_type_string)
+	               ? (size_t)json_object_get_string_len(r)
+	               : strlen(json_object_to_json_string_ext(r, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	if (want > base) {
+		json_object_put(r);
+		r = function_record(tm, req, id, want - base);
+		if (!r)
+			return;
+	}
 	pthread_mutex_lock(&g.mu);
 	tel_emit("function", r);
 	if (ids_f) {
@@ -827,9 +839,7 @@ static int write_summary(int code, const char *reason)
 		struct sim_ext *e = &g.ext[i];
 		x = json_object_new_object();
 		json_object_object_add(x, "name", json_object_new_string(e->name));
-		json_object_object_add(x, "received_shutdown",
-		                       json_object_new_boolean(e->events & EV_SHUTDOWN && e->taken_seq == e->ev_seq &&
-		                                               e->ev_seq > 0 && shutdown_reason_used));
+		json_object_object_add(x, "received_shutdown", json_object_new_boolean(e->got_shutdown));
 		json_object_object_add(x, "time_to_exit_ms",
 		                       e->exited && e->t_exit >= e->t_shutdown_taken && e->t_shutdown_taken > 0
 		                               ? jnum(e->t_exit - e->t_shutdown_taken) : NULL);
@@ -967,7 +977,7 @@ static int parse_args(int argc, char **argv)
 				o->region = optarg + 11;
 			break;
 		case O_LINES: bad |= parse_int(optarg, 0, 1000000, &o->log_lines); break;
-		case O_BYTES: bad |= parse_int(optarg, 0, 1048576, &o->log_bytes); break;
+		case O_BYTES: bad |= parse_int(optarg, 0, 262144, &o->log_bytes); break; /* Lambda's line limit */
 		case O_FMT:
 			if (!strcmp(optarg, "json"))
 				o->log_json = 1;
@@ -1001,6 +1011,10 @@ static int parse_args(int argc, char **argv)
 	}
 	if (optind < argc || !o->layer)
 		bad = 1;
+	else if (access(o->layer, R_OK | X_OK)) {
+		fprintf(stderr, "lambda-sim: layer %s: %s\n", o->layer, strerror(errno));
+		bad = 1;
+	}
 	if (bad) {
 		usage(stderr);
 		return -EINVAL;
@@ -1032,6 +1046,7 @@ int main(int argc, char **argv)
 
 	if (parse_args(argc, argv) < 0)
 		return EXIT_USAGE;
+	cond_init_mono(&g.cv);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
@@ -1084,7 +1099,6 @@ int main(int argc, char **argv)
 			t_inv_last = now_ms();
 		}
 		if (why) {
-			reset_happened = 1;
 			reason = reset_reason;
 			sim_logf("environment reset: %s", reset_reason);
 			if (!strcmp(why, "failure")) {

@@ -103,11 +103,12 @@ struct sim_ext {
 	int exited, exit_status, killed;
 	double t_exec, t_register, t_subscribe, t_first_next, t_last_next, t_exit;
 	double t_shutdown_taken;
+	int got_shutdown;       /* a next call returned SHUTDOWN */
 	uint64_t next_calls, api_calls;
 	char init_error[256], exit_error[256];
 	char *error_body;
 	struct sim_sub *sub;
-	char outbuf[8192];      /* partial output line */
+	char outbuf[262144];    /* partial output line; Lambda splits lines at 256 KiB */
 	size_t outlen;
 };
 
@@ -188,6 +189,9 @@ extern struct sim g;
 double now_ms(void);            /* monotonic, ms with sub-ms precision */
 double epoch_ms(void);          /* wall clock, Unix epoch ms */
 void iso_time(char *buf, size_t len, double epoch); /* "2022-10-21T14:05:03.165Z" */
+void cond_init_mono(pthread_cond_t *cv);     /* a condition variable timed on CLOCK_MONOTONIC */
+/* Waits on cv (initialised by cond_init_mono) until the monotonic time mono_ms; pthread's result. */
+int cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, double mono_ms);
 void uuid_v4(char out[37]);
 void rand_hex(char *out, size_t nhex);
 void dlist_add(struct dlist *l, double v);
@@ -196,9 +200,9 @@ double dlist_max(const struct dlist *l);
 void dlist_free(struct dlist *l);
 void sim_logf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* api.c: start/stop the HTTP server on 127.0.0.1:port (0 = ephemeral); returns 0 or -errno. */
+/* api.c: starts the HTTP server on 127.0.0.1:port (0 = ephemeral); returns 0 or -errno. It is never
+ * stopped: civetweb's mg_stop() takes up to 2 s, and the process exits once the summary is written. */
 int api_start(int port, int *bound_port) __attribute__((warn_unused_result));
-void api_stop(void);
 
 /* telemetry.c: all called with sim.mu held unless noted. */
 void tel_emit(const char *type, json_object *record);   /* takes ownership of record */

@@ -201,6 +201,8 @@ static int post_http(struct sim_sub *s, CURL **hp, const char *body, size_t len,
 	curl_slist_free_all(res);
 	curl_slist_free_all(hdr);
 	if (rc != CURLE_OK) {
+		if (!g.o.quiet)
+			sim_logf("telemetry POST to %s: %s", url, curl_easy_strerror(rc));
 		/* a reused connection to a listener that restarted: start afresh next time */
 		curl_easy_cleanup(h);
 		*hp = NULL;
@@ -247,19 +249,7 @@ static int send_tcp(struct sim_sub *s, const char *body, size_t len)
 
 static void timed_wait(pthread_cond_t *cv, double until_mono)
 {
-	struct timespec ts;
-	double delta = until_mono - now_ms();
-
-	if (delta <= 0)
-		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += (time_t)(delta / 1000);
-	ts.tv_nsec += (long)((delta - (double)(time_t)(delta / 1000) * 1000) * 1e6);
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_cond_timedwait(cv, &g.mu, &ts);
+	cond_wait_until(cv, &g.mu, until_mono);
 }
 
 static void *deliver_main(void *arg)
@@ -314,9 +304,11 @@ static void *deliver_main(void *arg)
 			s->logs_dropped_events++;
 			tel_count("platform.logsDropped");
 		}
-		/* batch: up to maxItems and maxBytes, at least one event */
+		/* batch: up to maxItems; events are added while the batch is below maxBytes, so the event that
+		 * crosses it is included and a POST body can reach maxBytes + one record (up to 256 KiB): the
+		 * "2 * maxBytes" that AWS tells listeners to expect */
 		for (it = s->head; it && k < (size_t)s->max_items; it = it->next) {
-			if (k && total + it->len + 1 > (size_t)s->max_bytes)
+			if (total >= (size_t)s->max_bytes)
 				break;
 			total += it->len + 1;
 			k++;
@@ -551,7 +543,7 @@ int tel_subscribe(struct sim_ext *e, json_object *req, char *err, size_t errlen)
 			snprintf(err, errlen, "out of memory");
 			return -ENOMEM;
 		}
-		pthread_cond_init(&s->cv, NULL);
+		cond_init_mono(&s->cv);
 		s->tcp_fd = -1;
 		s->ext = e;
 	}

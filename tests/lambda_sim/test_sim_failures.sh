@@ -15,6 +15,13 @@ check "init/error: exit status 3 (rc=$RC)" test "$RC" -eq 3
 check "init/error: reported in the summary" \
 	test "$(jv "$T/initerr.json" 's.result === "init_failed" && s.errors.init[0].type === "Extension.ConfigInvalid" && /init\/error/.test(s.reason)')" = true
 check "init/error: the call was accepted with 202" grep -q 'init_error 202' "$T/initerr/events.log"
+# a second extension sees the failed init's platform.initReport
+mkdir -p "$T/two/extensions" "$T/witness"; cp "$L/extensions/mini" "$T/two/extensions/bad"; cp "$L/extensions/mini" "$T/two/extensions/witness"
+"$KTE_SIM" --layer "$T/two" --env MINI_OUT="$T/witness" --env MINI_MODE_bad=init_error \
+	--env MINI_WAIT_FILE_bad="$T/witness/subscribed.witness" \
+	--env MINI_WAIT_FOR=platform.initReport --summary "$T/witness.json" --quiet 2>/dev/null; RC=$?
+check "init/error: platform.initReport status error with the extension's error type (rc=$RC)" \
+	grep -q '"type":"platform.initReport","record":{"initializationType":"on-demand","phase":"init","status":"error","errorType":"Extension.ConfigInvalid"' "$T/witness/telemetry.log"
 
 run crashinit --env MINI_MODE=crash_init; RC=$?
 check "crash during init: exit status 3 (rc=$RC)" test "$RC" -eq 3
@@ -52,8 +59,12 @@ check "drops: platform.logsDropped delivered" \
 	grep -q '"type":"platform.logsDropped","record":{"droppedBytes":[0-9]*,"droppedRecords":[0-9]*,"reason":"' "$T/drop/telemetry.log"
 delivered=$(grep -o 'kte-id=[0-9]*-[0-9]* ' "$T/drop/telemetry.log" | sort -u | wc -l)
 dropped=$(jv "$T/drop.json" 's.telemetry.logs_dropped.records')
-check "drops: delivered ($delivered) + dropped ($dropped) = emitted (800)" test $((delivered + dropped)) -eq 800
-check "drops: batches never exceed maxBytes" test "$(jv "$T/drop.json" 's.telemetry.subscriptions[0].max_batch_bytes <= 262144')" = true
+ext_lines=$(jv "$T/drop.json" 's.events_emitted.extension || 0')
+# every function record is delivered or dropped; extension records (its stdout) may be dropped too
+check "drops: delivered ($delivered) + dropped ($dropped) = emitted (800 function, $ext_lines extension)" \
+	test $((delivered + dropped)) -ge 800 -a $((delivered + dropped)) -le $((800 + ext_lines))
+check "drops: batches never exceed maxBytes plus one record" \
+	test "$(jv "$T/drop.json" 's.telemetry.subscriptions[0].max_batch_bytes <= 262144 + 2000')" = true
 
 # Lambda Managed Instances: INVOKE refused at register; no runtimeDone; concurrent invocations
 run lmi_invoke --managed-instances --env MINI_SCHEMA=2025-01-29; RC=$?
@@ -82,9 +93,17 @@ run oldschema --log-format json --env MINI_SCHEMA=2022-07-01
 check "schema 2022-07-01: JSON function records delivered as strings" \
 	grep -q '"type":"function","record":"{\\"timestamp' "$T/oldschema/telemetry.log"
 
+# a file of extensions/ that cannot be executed: init fails
+mkdir -p "$T/noexec/extensions"; echo 'not a program' >"$T/noexec/extensions/broken"
+"$KTE_SIM" --layer "$T/noexec" --summary "$T/noexec.json" --quiet 2>/dev/null; RC=$?
+check "non-executable extension: init fails (rc=$RC)" \
+	test "$RC" -eq 3 -a "$(jv "$T/noexec.json" '/cannot start extension broken/.test(s.reason)')" = true
+
 # usage errors
 "$KTE_SIM" --invocations 1 >/dev/null 2>&1; RC=$?
 check "no --layer is a usage error (rc=$RC)" test "$RC" -eq 2
+"$KTE_SIM" --layer "$T/no-such-layer" >/dev/null 2>&1; RC=$?
+check "a missing layer directory is a usage error (rc=$RC)" test "$RC" -eq 2
 "$KTE_SIM" --layer "$L" --log-format xml >/dev/null 2>&1; RC=$?
 check "bad --log-format is a usage error (rc=$RC)" test "$RC" -eq 2
 finish

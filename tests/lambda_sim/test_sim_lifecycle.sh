@@ -13,7 +13,6 @@ SIM=$!; SIM_PIDS+=("$SIM")
 check "extension started" wait_until 10 test -s "$O/pid"
 EXT_PID=$(cat "$O/pid")
 is_stopped() { [ "$(awk '{print $3}' "/proc/$EXT_PID/stat" 2>/dev/null)" = T ]; }
-is_running() { grep -q INVOKE "$O/events.log" 2>/dev/null && ! is_stopped; }
 check "extension is stopped (state T) while frozen between invocations" wait_until 10 is_stopped
 wait "$SIM"; RC=$?
 check "simulator exits 0 (rc=$RC)" test "$RC" -eq 0
@@ -75,10 +74,19 @@ check "summary: killed at the deadline" test "$(jv "$T/s3.json" 's.shutdown.kill
 check "kill happened at ~1700 ms, not before" test "$(jv "$T/s3.json" 's.shutdown.duration_ms >= 1690 && s.shutdown.duration_ms < 2500')" = true
 check "stubborn extension is gone" test ! -e "/proc/$(cat "$O3/pid")/stat" -o "$(awk '{print $3}' "/proc/$(cat "$O3/pid")/stat" 2>/dev/null)" = Z
 
-# --- a child left in the process group keeps the group alive: it is killed at the deadline ---
+# --- the whole process group is frozen; a child left in it is killed at the deadline ---
 L4=$T/layer4; O4=$T/out4; mkdir -p "$O4"
 build_mini "$L4" parent
-"$KTE_SIM" --layer "$L4" --invocations 1 --env MINI_OUT="$O4" --env MINI_MODE=child --summary "$T/s4.json" --quiet
-check "group with a lingering child is killed" \
+"$KTE_SIM" --layer "$L4" --invocations 2 --interval-ms 300 --env MINI_OUT="$O4" --env MINI_MODE=child \
+	--summary "$T/s4.json" --quiet &
+SIM_PIDS+=("$!"); SIM4=$!
+check "child started" wait_until 10 test -s "$O4/child_pid"
+CHILD=$(cat "$O4/child_pid")
+child_stopped() { [ "$(awk '{print $3}' "/proc/$CHILD/stat" 2>/dev/null)" = T ]; }
+check "the extension's child is frozen too (process group SIGSTOP)" wait_until 10 child_stopped
+wait "$SIM4"
+check "group with a lingering child is killed at the deadline" \
 	test "$(jv "$T/s4.json" 's.shutdown.killed && s.shutdown.extensions[0].exit_status === 0')" = true
+check "the child is gone" test ! -e "/proc/$CHILD/stat" -o "$(awk '{print $3}' "/proc/$CHILD/stat" 2>/dev/null)" = Z
+check "memory counts both processes of the group" test "$(jv "$T/s4.json" 's.memory.processes')" = 2
 finish

@@ -28,6 +28,31 @@ double epoch_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+void cond_init_mono(pthread_cond_t *cv)
+{
+	pthread_condattr_t a;
+
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &a);
+	pthread_condattr_destroy(&a);
+}
+
+int cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, double mono_ms)
+{
+	struct timespec ts;
+
+	if (mono_ms <= now_ms())
+		return ETIMEDOUT;
+	ts.tv_sec = (time_t)(mono_ms / 1000);
+	ts.tv_nsec = (long)((mono_ms - (double)ts.tv_sec * 1000) * 1e6);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return pthread_cond_timedwait(cv, mu, &ts);
+}
+
 void iso_time(char *buf, size_t len, double epoch)
 {
 	time_t s = (time_t)(epoch / 1000);

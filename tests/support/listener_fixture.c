@@ -59,7 +59,7 @@ lfix_free_port(void)
 static int
 spawn(struct listener_fixture *f)
 {
-	struct listener_args a = { &f->cfg, &f->ring, f->ctl, &f->fds, f->ring_wait_ms };
+	struct listener_args a = { &f->cfg, &f->ring, f->ctl, &f->fds };
 	uint64_t deadline = now_mono_ms() + 10000;
 	int status;
 
@@ -70,7 +70,7 @@ spawn(struct listener_fixture *f)
 	if (f->pid < 0)
 		return -errno;
 	if (f->pid == 0)
-		_exit(listener_main(&a));
+		exit(listener_run(&a, f->ring_wait_ms));  /* exit, not _exit: LeakSanitizer checks the listener */
 	while (now_mono_ms() < deadline) {
 		if (atomic_load(&f->ctl->listener_ready)) {
 			snprintf(f->base, sizeof(f->base), "http://127.0.0.1:%u", (unsigned)f->cfg.listener_port);

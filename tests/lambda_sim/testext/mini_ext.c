@@ -1,14 +1,22 @@
 /*
  * A minimal Lambda extension for the simulator's own tests (compiled by the test scripts, not part of
- * lambda-sim). It registers, subscribes to the Telemetry API with a small HTTP listener on an ephemeral
- * port, loops on event/next and writes what it sees to $MINI_OUT/:
+ * lambda-sim). It registers, subscribes to the Telemetry API with a small listener on an ephemeral port,
+ * loops on event/next and writes what it sees to $MINI_OUT/:
  *   events.log     one line per lifecycle step: "<epoch_ms> <what> [details]"
- *   telemetry.log  one line per POST body received
+ *   telemetry.log  one line per POST body received (per event line with MINI_PROTOCOL=TCP)
  *   pid            its pid
- * MINI_MODE selects a behaviour: normal, ignore_shutdown, init_error, exit_error, crash_init,
- * crash_invoke, hang_init, no_subscribe, child (forks a child that stays in the process group). MINI_FAIL_POSTS=N answers the
- * first N telemetry POSTs with 500; MINI_SLOW_MS delays each reply; MINI_TYPES, MINI_BUFFER_MS,
- * MINI_SCHEMA shape the subscription.
+ * Environment:
+ *   MINI_MODE       normal, ignore_shutdown, init_error, exit_error, crash_init, crash_invoke, hang_init,
+ *                   no_subscribe, child (forks a child that stays in the process group)
+ *   MINI_FAIL_POSTS answer the first N telemetry POSTs with 500;  MINI_SLOW_MS  delay each reply
+ *   MINI_INVOKE_SLEEP_MS  delay the next call after an INVOKE
+ *   MINI_WAIT_RUNTIME_DONE=1  call next only once the invocation's platform.runtimeDone arrived
+ *   MINI_EXPECT_REPORTS  platform.report events to wait for after SHUTDOWN (default: INVOKEs seen)
+ *   MINI_WAIT_FOR   also wait, after SHUTDOWN, for a telemetry body containing this text
+ *   MINI_WAIT_FILE  wait (up to 10 s) for this file before registering; every extension creates
+ *                   $MINI_OUT/subscribed.<name> once subscribed
+ *   MINI_<X>_<name>  overrides MINI_<X> for the extension of that file name only
+ *   MINI_EVENTS, MINI_TYPES, MINI_SCHEMA, MINI_BUFFER_MS, MINI_MAX_ITEMS, MINI_PROTOCOL, MINI_NAME
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -28,10 +36,23 @@
 
 static char api[128], id[64], outdir[1024];
 static const char *mode = "normal";
-static int fail_posts, slow_ms;
+static int fail_posts, slow_ms, tcp_mode;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-static long long got_reports;
+static long long got_reports, got_rd;
+static const char *wait_for;    /* MINI_WAIT_FOR: text to receive before exiting at SHUTDOWN */
+static int got_wait_for;
+
+static const char *self_name;
+
+/* MINI_X_<name> (this extension's file name) overrides MINI_X. */
+static const char *env_(const char *key)
+{
+	char k[300];
+
+	snprintf(k, sizeof(k), "%s_%s", key, self_name ? self_name : "");
+	return getenv(k) ? getenv(k) : getenv(key);
+}
 
 static long long epoch_ms(void)
 {
@@ -124,12 +145,59 @@ static long call(const char *method, const char *path, const char *body, const c
 	return st;
 }
 
+static void count_events(const char *body)
+{
+	long long k = 0, rd = 0;
+	const char *c;
+
+	for (c = body; (c = strstr(c, "\"platform.report\"")); c++)
+		k++;
+	for (c = body; (c = strstr(c, "\"platform.runtimeDone\"")); c++)
+		rd++;
+	pthread_mutex_lock(&mu);
+	got_reports += k;
+	got_rd += rd;
+	if (wait_for && strstr(body, wait_for))
+		got_wait_for = 1;
+	pthread_cond_broadcast(&cv);
+	pthread_mutex_unlock(&mu);
+}
+
+/* TCP destination: newline-delimited JSON, no acknowledgement. */
+static void serve_tcp(int fd, char *buf)
+{
+	size_t n = 0;
+
+	for (;;) {
+		char *nl;
+		ssize_t r = recv(fd, buf + n, (4 << 20) - 1 - n, 0);
+		if (r <= 0)
+			return;
+		n += (size_t)r;
+		buf[n] = '\0';
+		while ((nl = strchr(buf, '\n'))) {
+			*nl = '\0';
+			logf_("telemetry.log", "%s", buf);
+			count_events(buf);
+			memmove(buf, nl + 1, n - (size_t)(nl + 1 - buf) + 1);
+			n -= (size_t)(nl + 1 - buf);
+		}
+	}
+}
+
 /* The telemetry listener: HTTP/1.1 with Content-Length bodies, keep-alive. */
 static void *serve_conn(void *arg)
 {
 	int fd = (int)(long)arg;
 	char *buf = malloc(4 << 20);
 	size_t n = 0;
+
+	if (tcp_mode) {
+		serve_tcp(fd, buf);
+		free(buf);
+		close(fd);
+		return NULL;
+	}
 
 	for (;;) {
 		char *hend, *cl;
@@ -164,15 +232,8 @@ static void *serve_conn(void *arg)
 				      fail ? "500" : hend + 4);
 				if (send(fd, reply, strlen(reply), MSG_NOSIGNAL) < 0)
 					break;
-				if (!fail) {
-					long long k = 0;
-					for (cl = hend + 4; (cl = strstr(cl, "\"platform.report\"")); cl++)
-						k++;
-					pthread_mutex_lock(&mu);
-					got_reports += k;
-					pthread_cond_broadcast(&cv);
-					pthread_mutex_unlock(&mu);
-				}
+				if (!fail)
+					count_events(hend + 4);
 				buf[need] = save;
 			}
 			memmove(buf, buf + need, n - need);
@@ -202,11 +263,12 @@ static void *listener(void *arg)
 
 int main(int argc, char **argv)
 {
-	const char *name = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
-	const char *events = getenv("MINI_EVENTS") ? getenv("MINI_EVENTS") : "[\"INVOKE\",\"SHUTDOWN\"]";
-	const char *types = getenv("MINI_TYPES") ? getenv("MINI_TYPES") : "[\"platform\",\"function\",\"extension\"]";
-	const char *schema = getenv("MINI_SCHEMA") ? getenv("MINI_SCHEMA") : "2022-12-13";
-	int buffer_ms = getenv("MINI_BUFFER_MS") ? atoi(getenv("MINI_BUFFER_MS")) : 25;
+	const char *name = self_name = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+	const char *events = env_("MINI_EVENTS") ? env_("MINI_EVENTS") : "[\"INVOKE\",\"SHUTDOWN\"]";
+	const char *types = env_("MINI_TYPES") ? env_("MINI_TYPES") : "[\"platform\",\"function\",\"extension\"]";
+	const char *schema = env_("MINI_SCHEMA") ? env_("MINI_SCHEMA") : "2022-12-13";
+	int buffer_ms = env_("MINI_BUFFER_MS") ? atoi(env_("MINI_BUFFER_MS")) : 25;
+	int max_items = env_("MINI_MAX_ITEMS") ? atoi(env_("MINI_MAX_ITEMS")) : 1000;
 	char body[1024], hdr[300], *resp = NULL, p[1100];
 	struct sockaddr_in a;
 	socklen_t al = sizeof(a);
@@ -217,11 +279,13 @@ int main(int argc, char **argv)
 
 	(void)argc;
 	snprintf(api, sizeof(api), "%s", getenv("AWS_LAMBDA_RUNTIME_API") ? getenv("AWS_LAMBDA_RUNTIME_API") : "");
-	snprintf(outdir, sizeof(outdir), "%s", getenv("MINI_OUT") ? getenv("MINI_OUT") : "/tmp");
-	if (getenv("MINI_MODE"))
-		mode = getenv("MINI_MODE");
-	fail_posts = getenv("MINI_FAIL_POSTS") ? atoi(getenv("MINI_FAIL_POSTS")) : 0;
-	slow_ms = getenv("MINI_SLOW_MS") ? atoi(getenv("MINI_SLOW_MS")) : 0;
+	snprintf(outdir, sizeof(outdir), "%s", env_("MINI_OUT") ? env_("MINI_OUT") : "/tmp");
+	if (env_("MINI_MODE"))
+		mode = env_("MINI_MODE");
+	wait_for = env_("MINI_WAIT_FOR");
+	fail_posts = env_("MINI_FAIL_POSTS") ? atoi(env_("MINI_FAIL_POSTS")) : 0;
+	slow_ms = env_("MINI_SLOW_MS") ? atoi(env_("MINI_SLOW_MS")) : 0;
+	tcp_mode = env_("MINI_PROTOCOL") && !strcmp(env_("MINI_PROTOCOL"), "TCP");
 	snprintf(p, sizeof(p), "%s/pid", outdir);
 	if ((f = fopen(p, "w"))) {
 		fprintf(f, "%d\n", getpid());
@@ -231,13 +295,26 @@ int main(int argc, char **argv)
 	if (!strcmp(mode, "crash_init"))
 		return 3;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	if (!strcmp(mode, "child") && fork() == 0) {
-		/* a child that stays in the group and outlives nothing on its own */
-		for (;;)
-			pause();
+	if (env_("MINI_WAIT_FILE")) {
+		/* start once another extension says it is subscribed (polled, bounded) */
+		int i;
+		for (i = 0; i < 2000 && access(env_("MINI_WAIT_FILE"), F_OK); i++)
+			usleep(5000);
+	}
+	if (!strcmp(mode, "child")) {
+		/* a child that stays in the process group and would outlive its parent */
+		pid_t c = fork();
+		if (c == 0)
+			for (;;)
+				pause();
+		snprintf(p, sizeof(p), "%s/child_pid", outdir);
+		if (c > 0 && (f = fopen(p, "w"))) {
+			fprintf(f, "%d\n", (int)c);
+			fclose(f);
+		}
 	}
 
-	snprintf(hdr, sizeof(hdr), "Lambda-Extension-Name: %s", getenv("MINI_NAME") ? getenv("MINI_NAME") : name);
+	snprintf(hdr, sizeof(hdr), "Lambda-Extension-Name: %s", env_("MINI_NAME") ? env_("MINI_NAME") : name);
 	snprintf(body, sizeof(body), "{\"events\":%s}", events);
 	st = call("POST", "/2020-01-01/extension/register", body, hdr, &resp);
 	logf_("events.log", "register %s", resp);
@@ -262,13 +339,17 @@ int main(int argc, char **argv)
 	pthread_create(&lt, NULL, listener, (void *)(long)ls);
 	if (strcmp(mode, "no_subscribe")) {
 		snprintf(body, sizeof(body),
-		         "{\"schemaVersion\":\"%s\",\"types\":%s,\"buffering\":{\"maxItems\":1000,"
-		         "\"maxBytes\":262144,\"timeoutMs\":%d},\"destination\":{\"protocol\":\"HTTP\","
-		         "\"URI\":\"http://sandbox.localdomain:%d/telemetry\"}}",
-		         schema, types, buffer_ms, ntohs(a.sin_port));
+		         "{\"schemaVersion\":\"%s\",\"types\":%s,\"buffering\":{\"maxItems\":%d,"
+		         "\"maxBytes\":262144,\"timeoutMs\":%d},\"destination\":{\"protocol\":\"%s\","
+		         "\"URI\":\"%s://sandbox.localdomain:%d%s\"}}",
+		         schema, types, max_items, buffer_ms, tcp_mode ? "TCP" : "HTTP", tcp_mode ? "tcp" : "http",
+		         ntohs(a.sin_port), tcp_mode ? "" : "/telemetry");
 		st = call("PUT", "/2022-07-01/telemetry", body, NULL, &resp);
 		logf_("events.log", "subscribe %s", resp);
 		free(resp);
+		snprintf(p, sizeof(p), "%s/subscribed.%s", outdir, name);
+		if ((f = fopen(p, "w")))
+			fclose(f);
 	}
 	printf("mini extension %s ready\n", name);
 	fflush(stdout);
@@ -287,6 +368,18 @@ int main(int argc, char **argv)
 			logf_("events.log", "INVOKE %s", resp);
 			if (!strcmp(mode, "crash_invoke"))
 				return 8;
+			if (env_("MINI_INVOKE_SLEEP_MS"))
+				usleep((useconds_t)atoi(env_("MINI_INVOKE_SLEEP_MS")) * 1000);
+			if (env_("MINI_WAIT_RUNTIME_DONE")) {
+				/* like most extensions: finish the invocation once its runtimeDone arrived */
+				struct timespec ts;
+				clock_gettime(CLOCK_REALTIME, &ts);
+				ts.tv_sec += 5;
+				pthread_mutex_lock(&mu);
+				while (got_rd < invokes && pthread_cond_timedwait(&cv, &mu, &ts) == 0)
+					;
+				pthread_mutex_unlock(&mu);
+			}
 			if (!strcmp(mode, "exit_error") && invokes == 1) {
 				st = call("POST", "/2020-01-01/extension/exit/error", "{\"errorMessage\":\"x\"}",
 				          "Lambda-Extension-Function-Error-Type: Extension.Broken", NULL);
@@ -299,13 +392,19 @@ int main(int argc, char **argv)
 			if (!strcmp(mode, "ignore_shutdown"))
 				for (;;)
 					pause();
-			/* wait (bounded) for the last platform.report, which comes after SHUTDOWN */
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += 1;
+			/* wait for the last platform.report, which comes after SHUTDOWN, until 50 ms before
+			 * the deadline */
+			{
+				const char *d = strstr(resp, "\"deadlineMs\":");
+				long long dl = d ? atoll(d + 13) - 50 : epoch_ms() + 1000;
+				ts.tv_sec = (time_t)(dl / 1000);
+				ts.tv_nsec = (long)(dl % 1000) * 1000000L;
+			}
 			pthread_mutex_lock(&mu);
-			if (getenv("MINI_EXPECT_REPORTS"))
-				invokes = atoi(getenv("MINI_EXPECT_REPORTS"));
-			while (got_reports < invokes && pthread_cond_timedwait(&cv, &mu, &ts) == 0)
+			if (env_("MINI_EXPECT_REPORTS"))
+				invokes = atoi(env_("MINI_EXPECT_REPORTS"));
+			while ((got_reports < invokes || (wait_for && !got_wait_for)) &&
+			       pthread_cond_timedwait(&cv, &mu, &ts) == 0)
 				;
 			pthread_mutex_unlock(&mu);
 			logf_("events.log", "exit %s", "0");

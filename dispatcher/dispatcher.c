@@ -1,0 +1,651 @@
+/*
+ * The dispatcher's main loop: a small state machine around one PutRecords request.
+ *
+ *   fill:    ring_peek events into a batch until a limit or the backlog ends
+ *   send:    sign and start the request (curl multi, non-blocking)
+ *   wait:    poll curl's sockets, the ring's data eventfd and the controller's eventfd
+ *   settle:  apply the reply; resend failed records after a backoff; once every record
+ *            of the batch is accepted (or given up), release its ring space
+ *
+ * One batch at a time: the ring keeps everything not yet acknowledged, so a crash or
+ * a restart resumes from the first unreleased record (at-least-once).
+ */
+#include "dispatcher.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backoff.h"
+#include "batch.h"
+#include "dropped.h"
+#include "kinesis_client.h"
+#include "log.h"
+#include "notify.h"
+#include "pkey.h"
+#include "reply.h"
+
+#define REQUEST_TIMEOUT_MS  10000L  /* a PutRecords round trip is ~10-50 ms; a freeze ends it */
+#define DEADLINE_SAFETY_MS  10      /* stop this long before the controller's deadline */
+#define SHUTDOWN_RETRY_MS   100     /* backoff ceiling while the deadline runs */
+#define POLL_CAP_MS         500     /* re-check the parent and the deadline this often */
+#define KEEP_IDLE_BYTES     (256u << 10) /* buffers kept across idle periods */
+#define DROP_LOG_EVERY_MS   10000
+
+static volatile sig_atomic_t stop_signal;
+
+struct dispatcher {
+	const struct kte_config *cfg;
+	struct ring *ring;
+	struct control *ctl;
+	const struct control_fds *fds;
+	struct kinesis_client *kc;      /* NULL: shipping impossible, discard */
+	struct pkey_state pk;
+	struct batch batch;
+	struct backoff_rng rng;
+	struct circuit cb;
+
+	bool live;                      /* the batch holds records not yet accepted or dropped */
+	bool batch_ring;                /* it covers ring events up to batch_end */
+	uint64_t batch_end;
+	unsigned attempt;               /* failed sends of this batch in a row */
+	uint64_t not_before;            /* mono ms: no request before this */
+	enum reply_outcome last_outcome;
+	bool carry_valid;               /* a peeked event that did not fit the last batch */
+	struct ring_record carry;
+	bool drained;                   /* a peek found nothing more since the last wake-up */
+
+	uint64_t flush_pending;         /* flush_requested value being worked on, 0 none */
+	uint64_t flush_target;          /* ring head when it was seen */
+
+	struct drop_counts local;       /* too large, rejected */
+	struct drop_counts reported;    /* counts already delivered in a summary */
+	struct drop_counts summary_counts; /* counts in the summary of the live batch */
+	uint64_t summary_since_ms;
+	uint64_t summary_built_ms;
+	char summary[1024];
+
+	uint64_t drop_log_ms;
+	uint64_t drop_log_quiet;        /* drops not logged since drop_log_ms */
+	bool problem_logged;            /* a failure series has been logged */
+
+	uint8_t status[BATCH_MAX_RECORDS];
+};
+
+static void
+on_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static void
+install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;      /* no SA_RESTART: poll returns EINTR */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+}
+
+static bool
+shutting_down(const struct dispatcher *d)
+{
+	return atomic_load(&d->ctl->shutdown_deadline_ms) != 0;
+}
+
+/* Epoch ms at which to stop, or 0 when there is no deadline. */
+static int64_t
+stop_at_ms(const struct dispatcher *d)
+{
+	int64_t dl = atomic_load(&d->ctl->shutdown_deadline_ms);
+
+	return dl == 0 ? 0 : dl - DEADLINE_SAFETY_MS;
+}
+
+static void
+publish_health(struct dispatcher *d)
+{
+	atomic_store(&d->ctl->kinesis_healthy, d->cb.open ? 0u : 1u);
+	atomic_store(&d->ctl->consecutive_failures, d->cb.consecutive);
+}
+
+static void
+count_drop(struct dispatcher *d, enum drop_kind kind, uint64_t events, uint64_t bytes, const char *why)
+{
+	uint64_t now = now_mono_ms();
+
+	d->local.v[kind] += events;
+	atomic_fetch_add(&d->ctl->dispatcher.events_dropped, events);
+	atomic_fetch_add(&d->ctl->dispatcher.bytes_dropped, bytes);
+	if (d->drop_log_ms == 0 || now - d->drop_log_ms >= DROP_LOG_EVERY_MS) {
+		log_warnx("dropped %" PRIu64 " event(s), %" PRIu64 " bytes: %s%s", events, bytes, why,
+		    d->drop_log_quiet ? " (more drops since the last such line)" : "");
+		d->drop_log_ms = now;
+		d->drop_log_quiet = 0;
+	} else
+		d->drop_log_quiet += events;
+}
+
+/* Sets the batch's ring range to end after rec. */
+static void
+cover(struct dispatcher *d, const struct ring_record *rec)
+{
+	d->batch_end = rec->next;
+	d->batch_ring = true;
+}
+
+static void
+release_batch(struct dispatcher *d)
+{
+	int rc;
+
+	if (d->batch_ring && (rc = ring_release(d->ring, d->batch_end)) < 0)
+		log_warnx("ring_release(%" PRIu64 "): %s", d->batch_end, strerror(-rc));
+	d->batch_ring = false;
+	d->live = false;
+	d->attempt = 0;
+}
+
+/* Next event: the carried one, or a fresh peek. 0, -EAGAIN, or -errno. */
+static int
+next_event(struct dispatcher *d, struct ring_record *rec)
+{
+	uint64_t skipped;
+	int rc;
+
+	if (d->carry_valid) {
+		*rec = d->carry;
+		d->carry_valid = false;
+		return 0;
+	}
+	for (;;) {
+		rc = ring_peek(d->ring, rec);
+		if (rc != -EBADMSG)
+			return rc;
+		skipped = ring_skip_corrupt(d->ring);
+		log_warnx("ring corruption detected: skipped %" PRIu64 " bytes", skipped);
+	}
+}
+
+/* Puts the dropped summary first in a new batch if there is anything to report. */
+static void
+add_summary(struct dispatcher *d)
+{
+	struct drop_counts cur;
+	uint64_t now = now_epoch_ms();
+	int n, rc;
+
+	if (d->cb.open)
+		return;
+	dropped_collect(&cur, &d->local, d->ring, d->ctl);
+	if (!dropped_any(&cur, &d->reported))
+		return;
+	n = dropped_format(d->summary, sizeof(d->summary), &cur, &d->reported, now, d->summary_since_ms);
+	if (n < 0)
+		return;
+	rc = batch_add(&d->batch, (const uint8_t *)d->summary, (size_t)n, true);
+	if (rc == BATCH_ADDED) {
+		d->summary_counts = cur;
+		d->summary_built_ms = now;
+	}
+}
+
+static bool
+may_fill(const struct dispatcher *d)
+{
+	if (d->live)
+		return false;
+	if (atomic_load(&d->ctl->hold_sending) && d->flush_pending == 0 && !shutting_down(d))
+		return false;
+	return true;
+}
+
+/*
+ * Fills a new batch from the ring. Leaves d->live set when it holds records to send;
+ * a batch of only dropped events is released at once.
+ */
+static void
+fill(struct dispatcher *d)
+{
+	struct ring_record rec;
+	int rc;
+
+	batch_reset(&d->batch, SIZE_MAX);
+	d->batch_ring = false;
+	d->attempt = 0;
+	add_summary(d);
+	for (;;) {
+		rc = next_event(d, &rec);
+		if (rc == -EAGAIN) {
+			d->drained = true;
+			break;
+		}
+		if (rc < 0) {
+			log_warnx("ring_peek: %s", strerror(-rc));
+			d->drained = true;
+			break;
+		}
+		rc = batch_add(&d->batch, rec.data, rec.len, false);
+		if (rc == BATCH_ADDED) {
+			cover(d, &rec);
+		} else if (rc == BATCH_TOO_LARGE) {
+			cover(d, &rec);
+			count_drop(d, DROP_TOO_LARGE, 1, rec.len, "event larger than a Kinesis record "
+			    "(KTE_MAX_RECORD_BYTES)");
+		} else {
+			/* Full, or out of memory: this event starts the next batch. */
+			d->carry = rec;
+			d->carry_valid = true;
+			if (rc < 0)
+				log_warnx("batch: out of memory; sending what fits");
+			break;
+		}
+	}
+	if (d->batch.nkrec == 0) {
+		release_batch(d);
+		return;
+	}
+	if ((rc = batch_finish(&d->batch)) < 0) {
+		struct batch_settled st = { 0 };
+
+		log_warnx("cannot encode a PutRecords request: %s", strerror(-rc));
+		batch_drop_pending(&d->batch, &st);
+		count_drop(d, DROP_REJECTED, st.events_dropped, st.bytes_dropped, "encoding failed");
+		release_batch(d);
+		return;
+	}
+	d->live = true;
+}
+
+/* Drains the ring without sending (no usable destination). */
+static void
+discard(struct dispatcher *d)
+{
+	struct ring_record rec;
+	uint64_t n = 0, bytes = 0, end = 0;
+
+	while (next_event(d, &rec) == 0) {
+		n++;
+		bytes += rec.len;
+		end = rec.next;
+	}
+	d->drained = true;
+	if (n > 0) {
+		if (ring_release(d->ring, end) < 0)
+			log_warnx("ring_release failed");
+		count_drop(d, DROP_REJECTED, n, bytes, "no usable Kinesis destination");
+	}
+}
+
+static void on_failure(struct dispatcher *d, bool hard, const struct reply_result *res);
+static void schedule_retry(struct dispatcher *d, uint64_t min_delay);
+
+static void
+send_batch(struct dispatcher *d)
+{
+	long timeout = REQUEST_TIMEOUT_MS;
+	int64_t stop = stop_at_ms(d);
+	int rc;
+
+	if (stop != 0) {
+		int64_t left = stop - (int64_t)now_epoch_ms();
+
+		if (left <= 0)
+			return;
+		if (left < timeout)
+			timeout = (long)left;
+	}
+	rc = kinesis_client_start(d->kc, d->batch.body, d->batch.len, timeout);
+	if (rc < 0) {
+		/* Signing failed (no credentials) or no memory: nothing a quick retry fixes. */
+		struct reply_result res = { .outcome = REPLY_CONFIG };
+
+		snprintf(res.code, sizeof(res.code), "%s", rc == -EINVAL ? "MissingCredentials" : "LocalError");
+		if (!d->problem_logged) {
+			log_error("cannot sign or start a PutRecords request: %s%s", strerror(-rc),
+			    rc == -EINVAL ? " (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY missing?)" : "");
+			d->problem_logged = true;
+		}
+		on_failure(d, true, &res);
+		schedule_retry(d, d->cfg->circuit_probe_ms);
+		return;
+	}
+	atomic_fetch_add(&d->ctl->dispatcher.requests, 1);
+}
+
+static void
+schedule_retry(struct dispatcher *d, uint64_t min_delay)
+{
+	uint64_t delay;
+
+	d->attempt++;
+	delay = backoff_delay_ms(d->attempt, d->cfg->retry_base_ms, d->cfg->retry_max_ms,
+	    backoff_rand01(&d->rng));
+	if (delay < min_delay)
+		delay = min_delay;
+	if (shutting_down(d) && delay > SHUTDOWN_RETRY_MS && min_delay == 0)
+		delay = SHUTDOWN_RETRY_MS;
+	d->not_before = now_mono_ms() + delay;
+}
+
+static void
+on_success(struct dispatcher *d)
+{
+	uint64_t failures = d->cb.consecutive;
+
+	if (circuit_success(&d->cb))
+		log_info("Kinesis accepts records again after %" PRIu64 " failed request(s): circuit closed",
+		    failures);
+	d->problem_logged = false;
+	atomic_store(&d->ctl->last_success_ms, now_mono_ms());
+	publish_health(d);
+}
+
+static void
+on_failure(struct dispatcher *d, bool hard, const struct reply_result *res)
+{
+	if (circuit_failure(&d->cb, hard))
+		log_warnx("Kinesis failing (%s, HTTP %ld), circuit open: flushes stop waiting for it",
+		    res->code[0] ? res->code : reply_outcome_name(res->outcome), res->http_status);
+	publish_health(d);
+}
+
+static void
+handle_reply(struct dispatcher *d, const struct kinesis_response *resp)
+{
+	struct reply_result res;
+	struct batch_settled st = { 0 };
+	unsigned nsent = batch_nsent(&d->batch);
+	struct dispatcher_counters *c = &d->ctl->dispatcher;
+
+	atomic_fetch_add(&c->wire_bytes, resp->wire_bytes);
+	reply_parse(resp->http_status, resp->transport_err, resp->transport_msg, resp->error_type,
+	    resp->body, resp->body_len, nsent, d->status, &res);
+	d->last_outcome = res.outcome;
+	log_debug("PutRecords: %u records, %zu bytes, HTTP %ld, %s, %" PRIu64 " us", nsent,
+	    d->batch.len, resp->http_status, reply_outcome_name(res.outcome), resp->elapsed_us);
+
+	switch (res.outcome) {
+	case REPLY_OK:
+	case REPLY_PARTIAL:
+		batch_apply(&d->batch, d->status, nsent, &st);
+		atomic_fetch_add(&c->records_sent, st.records_ok);
+		atomic_fetch_add(&c->events_sent, st.events_ok);
+		atomic_fetch_add(&c->bytes_sent, st.bytes_ok);
+		atomic_fetch_add(&c->records_retried, st.records_failed);
+		if (st.summary_ok) {
+			d->reported = d->summary_counts;
+			d->summary_since_ms = d->summary_built_ms;
+		}
+		if (st.records_ok > 0)
+			on_success(d);
+		if (!batch_pending(&d->batch)) {
+			release_batch(d);
+			return;
+		}
+		if (st.records_ok == 0) {
+			/* Nothing got through: the stream or shard is saturated or broken. */
+			on_failure(d, false, &res);
+			if (!d->problem_logged) {
+				log_warnx("PutRecords: all %u records failed (%s: %s); retrying with backoff",
+				    nsent, res.code, res.message);
+				d->problem_logged = true;
+			}
+		}
+		schedule_retry(d, 0);
+		return;
+	case REPLY_RETRY:
+	case REPLY_THROTTLED:
+		atomic_fetch_add(&c->request_failures, 1);
+		on_failure(d, false, &res);
+		if (!d->problem_logged) {
+			log_warnx("PutRecords failed (HTTP %ld%s%s%s%s); retrying with backoff",
+			    res.http_status, res.code[0] ? ", " : "", res.code, res.message[0] ? ": " : "",
+			    res.message);
+			d->problem_logged = true;
+		}
+		schedule_retry(d, 0);
+		return;
+	case REPLY_EXPIRED:
+		atomic_fetch_add(&c->request_failures, 1);
+		log_info("credentials expired (%s): reloading them", res.code);
+		if (kinesis_client_reload_credentials(d->kc) < 0)
+			log_warnx("cannot reload the AWS credentials");
+		on_failure(d, false, &res);
+		if (d->attempt == 0)
+			d->attempt = 1;         /* the retry goes out at once, re-signed */
+		else
+			schedule_retry(d, 0);
+		return;
+	case REPLY_CONFIG:
+		atomic_fetch_add(&c->request_failures, 1);
+		if (!d->problem_logged) {
+			log_error("Kinesis refused PutRecords: %s: %s (HTTP %ld); keeping the records, "
+			    "next attempt in %u ms", res.code[0] ? res.code : "error", res.message,
+			    res.http_status, d->cfg->circuit_probe_ms);
+			d->problem_logged = true;
+		}
+		on_failure(d, true, &res);
+		schedule_retry(d, d->cfg->circuit_probe_ms);
+		return;
+	case REPLY_INVALID:
+		atomic_fetch_add(&c->request_failures, 1);
+		log_error("Kinesis rejected PutRecords as invalid: %s: %s (HTTP %ld); dropping its %u "
+		    "records", res.code[0] ? res.code : "error", res.message, res.http_status, nsent);
+		batch_drop_pending(&d->batch, &st);
+		if (st.events_dropped > 0)
+			count_drop(d, DROP_REJECTED, st.events_dropped, st.bytes_dropped,
+			    "rejected by Kinesis as invalid");
+		on_failure(d, true, &res);
+		release_batch(d);
+		d->attempt = 0;
+		schedule_retry(d, d->cfg->circuit_probe_ms);
+		return;
+	}
+}
+
+/* Takes note of a new flush request and answers the pending one when it is satisfied. */
+static void
+update_flush(struct dispatcher *d)
+{
+	uint64_t req = atomic_load(&d->ctl->flush_requested);
+	struct ring_stats st;
+	bool done;
+
+	if (req > atomic_load(&d->ctl->flush_completed) && req != d->flush_pending) {
+		ring_stats(d->ring, &st);
+		d->flush_pending = req;
+		d->flush_target = st.head;
+		d->drained = false;     /* only a peek after the request proves the ring empty */
+	}
+	if (d->flush_pending == 0)
+		return;
+	done = d->cb.open || d->kc == NULL || ring_tail(d->ring) >= d->flush_target ||
+	    (!d->live && !d->carry_valid && d->drained && ring_tail(d->ring) == ring_cursor(d->ring));
+	if (!done)
+		return;
+	atomic_store(&d->ctl->flush_completed, d->flush_pending);
+	d->flush_pending = 0;
+	notify_signal(d->fds->to_controller);
+}
+
+/* At the deadline: give up what is left, say so, and let the controller go. */
+static void
+finish_shutdown(struct dispatcher *d, const char *why)
+{
+	struct ring_stats st;
+	uint64_t left, bytes;
+
+	if (kinesis_client_busy(d->kc != NULL ? d->kc : NULL))
+		kinesis_client_abort(d->kc);
+	ring_stats(d->ring, &st);
+	left = st.written_records > st.released_records ? st.written_records - st.released_records : 0;
+	bytes = st.written_bytes > st.released_bytes ? st.written_bytes - st.released_bytes : 0;
+	if (left > 0) {
+		atomic_fetch_add(&d->ctl->dispatcher.events_dropped, left);
+		atomic_fetch_add(&d->ctl->dispatcher.bytes_dropped, bytes);
+		log_warnx("%s: %" PRIu64 " event(s), %" PRIu64 " bytes not delivered to Kinesis", why, left,
+		    bytes);
+	} else
+		log_info("%s: everything received was delivered", why);
+	atomic_store(&d->ctl->flush_completed, atomic_load(&d->ctl->flush_requested));
+	atomic_store(&d->ctl->dispatcher_idle, 1);
+	notify_signal(d->fds->to_controller);
+}
+
+static int
+wait_timeout(struct dispatcher *d, bool data_waiting)
+{
+	uint64_t now = now_mono_ms();
+	int64_t stop = stop_at_ms(d);
+	int64_t t = POLL_CAP_MS;
+
+	if (d->kc != NULL && !kinesis_client_busy(d->kc)) {
+		if (d->live || (may_fill(d) && d->not_before > now))
+			t = d->not_before > now ? (int64_t)(d->not_before - now) : 0;
+		else if (may_fill(d) && data_waiting)
+			t = 0;
+	}
+	if (t > POLL_CAP_MS)
+		t = POLL_CAP_MS;
+	if (stop != 0) {
+		int64_t left = stop - (int64_t)now_epoch_ms();
+
+		if (left < t)
+			t = left < 0 ? 0 : left;
+	}
+	return (int)t;
+}
+
+static void
+step_send(struct dispatcher *d)
+{
+	uint64_t now = now_mono_ms();
+
+	if (d->kc == NULL) {
+		discard(d);
+		return;
+	}
+	if (kinesis_client_busy(d->kc))
+		return;
+	if (d->live) {
+		if (now >= d->not_before)
+			send_batch(d);
+		return;
+	}
+	if (!may_fill(d) || now < d->not_before)
+		return;
+	fill(d);
+	if (d->live)
+		send_batch(d);
+	else if (d->drained)
+		batch_reset(&d->batch, KEEP_IDLE_BYTES);
+}
+
+int
+dispatcher_main(const struct dispatcher_args *a)
+{
+	struct dispatcher *d;
+	struct kinesis_response resp;
+	struct pollfd pfd[2];
+	pid_t parent = getppid();
+	int rc, exit_code = 0;
+
+	log_init("dispatcher", (enum log_level)a->cfg->log_level);
+	install_signals();
+	if ((d = calloc(1, sizeof(*d))) == NULL) {
+		log_warn("calloc");
+		return 1;
+	}
+	d->cfg = a->cfg;
+	d->ring = a->ring;
+	d->ctl = a->ctl;
+	d->fds = a->fds;
+	d->summary_since_ms = now_epoch_ms();
+	backoff_rng_init(&d->rng);
+	pkey_init(&d->pk, a->cfg, getenv("AWS_LAMBDA_FUNCTION_NAME"));
+	if ((rc = batch_init(&d->batch, a->cfg, &d->pk)) < 0) {
+		log_warnx("record format %s unavailable (%s): using event",
+		    config_format_name(a->cfg->record_format), strerror(-rc));
+		struct kte_config c = *a->cfg;
+		c.record_format = FORMAT_EVENT;
+		if (batch_init(&d->batch, &c, &d->pk) < 0) {
+			free(d);
+			return 1;
+		}
+	}
+	if (!a->cfg->shipping_enabled)
+		log_warnx("no usable Kinesis destination: events are counted and discarded");
+	else if ((d->kc = kinesis_client_new(a->cfg)) == NULL)
+		log_warn("cannot set up the Kinesis client: events are counted and discarded");
+	else
+		log_info("shipping to %s%s%s as %s", kinesis_client_url(d->kc),
+		    a->cfg->stream_name[0] ? " stream " : "", a->cfg->stream_name,
+		    config_format_name(d->batch.format));
+	publish_health(d);
+	ring_rewind(d->ring);           /* resume at the first unreleased record */
+
+	for (;;) {
+		int64_t stop;
+		bool data_waiting;
+
+		if (stop_signal != 0 || getppid() != parent) {
+			if (shutting_down(d))
+				finish_shutdown(d, "stopped during shutdown");
+			else
+				log_info("%s: exiting", stop_signal ? "signalled" : "parent gone");
+			break;
+		}
+		stop = stop_at_ms(d);
+		if (stop != 0 && (int64_t)now_epoch_ms() >= stop) {
+			finish_shutdown(d, "shutdown deadline");
+			break;
+		}
+		update_flush(d);
+		step_send(d);
+		update_flush(d);
+		atomic_store(&d->ctl->dispatcher_idle,
+		    (d->kc == NULL || !kinesis_client_busy(d->kc)) && !d->live && d->drained &&
+		    !d->carry_valid ? 1u : 0u);
+
+		/* Ask the writers for a wake-up only when new data would be acted on. */
+		data_waiting = d->carry_valid;
+		if (d->kc == NULL || (!d->live && may_fill(d)))
+			data_waiting |= ring_reader_arm(d->ring);
+		if (data_waiting)
+			d->drained = false;
+		pfd[0] = (struct pollfd){ .fd = d->ring->data_efd, .events = POLLIN };
+		pfd[1] = (struct pollfd){ .fd = d->fds->to_dispatcher, .events = POLLIN };
+		if (d->kc == NULL) {
+			rc = poll(pfd, 2, data_waiting ? 0 : wait_timeout(d, data_waiting));
+			rc = rc < 0 && errno != EINTR ? -errno : 0;
+		} else
+			rc = kinesis_client_wait(d->kc, pfd, 2, wait_timeout(d, data_waiting), &resp);
+		if (rc < 0) {
+			log_warnx("wait: %s", strerror(-rc));
+			exit_code = 1;
+			break;
+		}
+		if (pfd[0].revents & POLLIN) {
+			notify_drain(pfd[0].fd);
+			d->drained = false;
+		}
+		if (pfd[1].revents & POLLIN)
+			notify_drain(pfd[1].fd);
+		if (rc == 1)
+			handle_reply(d, &resp);
+	}
+	kinesis_client_free(d->kc);
+	batch_cleanup(&d->batch);
+	free(d);
+	return exit_code;
+}

@@ -1,0 +1,408 @@
+#include "kinesis_client.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "log.h"
+#include "notify.h"
+
+#include "sigv4.h"
+
+#define KC_TARGET        "Kinesis_20131202.PutRecords"
+#define KC_CONNECT_MS    3000L
+#define KC_MAX_REPLY     (4u << 20)  /* a 500-record reply is ~60 KB; bound hostile ones */
+#define KC_MAXAGE_CONN_S 60L         /* do not reuse a connection idle longer (freezes) */
+
+struct kinesis_client {
+	CURLM *multi;
+	CURL *easy;
+	struct curl_slist *headers;
+	bool busy;
+	char url[CONFIG_STR_MAX + 64];
+	char host[CONFIG_STR_MAX];      /* the Host header, as signed */
+	char region[64];
+	char ca_bundle[CONFIG_STR_MAX];
+	char *reply;
+	size_t reply_len, reply_cap;
+	bool reply_truncated;
+	char error_type[128];
+	char curl_err[CURL_ERROR_SIZE];
+	uint64_t started_us;
+	size_t body_len;
+	struct sigv4_credentials cred;
+	struct sigv4_key_cache cache;
+	bool have_cred;
+};
+
+static const char *const ca_paths[] = {
+	"/etc/pki/tls/certs/ca-bundle.crt",                  /* Amazon Linux, RHEL */
+	"/etc/ssl/certs/ca-certificates.crt",                /* Debian, Ubuntu */
+	"/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", /* Fedora */
+	"/etc/ssl/ca-bundle.pem",                            /* SUSE */
+	"/etc/ssl/cert.pem",                                 /* Alpine, BSD */
+	NULL,
+};
+
+static size_t
+kc_write(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+	struct kinesis_client *kc = ud;
+	size_t n = size * nmemb, cap;
+	char *p;
+
+	if (kc->reply_len + n + 1 > KC_MAX_REPLY) {
+		kc->reply_truncated = true;
+		return n;       /* keep reading, keep what fits */
+	}
+	if (kc->reply_len + n + 1 > kc->reply_cap) {
+		cap = kc->reply_cap ? kc->reply_cap : 16384;
+		while (cap < kc->reply_len + n + 1)
+			cap *= 2;
+		if ((p = realloc(kc->reply, cap)) == NULL)
+			return 0;   /* aborts the transfer: CURLE_WRITE_ERROR */
+		kc->reply = p;
+		kc->reply_cap = cap;
+	}
+	memcpy(kc->reply + kc->reply_len, ptr, n);
+	kc->reply_len += n;
+	kc->reply[kc->reply_len] = '\0';
+	return n;
+}
+
+static size_t
+kc_header(char *buf, size_t size, size_t nitems, void *ud)
+{
+	static const char name[] = "x-amzn-errortype:";
+	struct kinesis_client *kc = ud;
+	size_t n = size * nitems, i;
+
+	if (n > sizeof(name) - 1 && strncasecmp(buf, name, sizeof(name) - 1) == 0) {
+		i = sizeof(name) - 1;
+		while (i < n && (buf[i] == ' ' || buf[i] == '\t'))
+			i++;
+		snprintf(kc->error_type, sizeof(kc->error_type), "%.*s", (int)(n - i), buf + i);
+		kc->error_type[strcspn(kc->error_type, "\r\n")] = '\0';
+	}
+	return n;
+}
+
+/* The authority of url without a default port: what curl sends as Host. */
+static int
+kc_host_from_url(const char *url, char *host, size_t hostlen)
+{
+	const char *p = strstr(url, "://"), *end;
+	bool https = strncasecmp(url, "https://", 8) == 0;
+	size_t n;
+
+	if (p == NULL)
+		return -EINVAL;
+	p += 3;
+	end = p + strcspn(p, "/?#");
+	n = (size_t)(end - p);
+	if (n == 0 || n >= hostlen)
+		return -EINVAL;
+	memcpy(host, p, n);
+	host[n] = '\0';
+	if ((https && n > 4 && strcmp(host + n - 4, ":443") == 0))
+		host[n - 4] = '\0';
+	else if (!https && n > 3 && strcmp(host + n - 3, ":80") == 0)
+		host[n - 3] = '\0';
+	return 0;
+}
+
+static const char *
+kc_find_ca(const struct kte_config *cfg)
+{
+	if (cfg->ca_bundle[0] != '\0')
+		return cfg->ca_bundle;
+	for (int i = 0; ca_paths[i] != NULL; i++)
+		if (access(ca_paths[i], R_OK) == 0)
+			return ca_paths[i];
+	return NULL;
+}
+
+struct kinesis_client *
+kinesis_client_new(const struct kte_config *cfg)
+{
+	struct kinesis_client *kc;
+	const char *ca;
+	int rc;
+
+	if ((kc = calloc(1, sizeof(*kc))) == NULL)
+		return NULL;
+	snprintf(kc->region, sizeof(kc->region), "%s", cfg->region);
+	if (cfg->kinesis_endpoint[0] != '\0')
+		snprintf(kc->url, sizeof(kc->url), "%s", cfg->kinesis_endpoint);
+	else
+		snprintf(kc->url, sizeof(kc->url), "https://kinesis.%s.amazonaws.com%s/", cfg->region,
+		    strncmp(cfg->region, "cn-", 3) == 0 ? ".cn" : "");
+	if ((rc = kc_host_from_url(kc->url, kc->host, sizeof(kc->host))) < 0) {
+		log_warnx("endpoint %s has no host", kc->url);
+		free(kc);
+		errno = -rc;
+		return NULL;
+	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+	    (kc->multi = curl_multi_init()) == NULL || (kc->easy = curl_easy_init()) == NULL) {
+		kinesis_client_free(kc);
+		errno = ENOMEM;
+		return NULL;
+	}
+	curl_easy_setopt(kc->easy, CURLOPT_URL, kc->url);
+	curl_easy_setopt(kc->easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(kc->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(kc->easy, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(kc->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(kc->easy, CURLOPT_CONNECTTIMEOUT_MS, KC_CONNECT_MS);
+	curl_easy_setopt(kc->easy, CURLOPT_MAXAGE_CONN, KC_MAXAGE_CONN_S);
+	curl_easy_setopt(kc->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	curl_easy_setopt(kc->easy, CURLOPT_WRITEFUNCTION, kc_write);
+	curl_easy_setopt(kc->easy, CURLOPT_WRITEDATA, kc);
+	curl_easy_setopt(kc->easy, CURLOPT_HEADERFUNCTION, kc_header);
+	curl_easy_setopt(kc->easy, CURLOPT_HEADERDATA, kc);
+	curl_easy_setopt(kc->easy, CURLOPT_ERRORBUFFER, kc->curl_err);
+	curl_easy_setopt(kc->easy, CURLOPT_USERAGENT, "kinesis-telemetry-extension/1");
+	curl_easy_setopt(kc->easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(kc->easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(kc->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	if ((ca = kc_find_ca(cfg)) != NULL) {
+		snprintf(kc->ca_bundle, sizeof(kc->ca_bundle), "%s", ca);
+		curl_easy_setopt(kc->easy, CURLOPT_CAINFO, kc->ca_bundle);
+	} else if (strncasecmp(kc->url, "https://", 8) == 0)
+		log_warnx("no CA bundle found (set KTE_CA_BUNDLE): using libcurl's default");
+	if ((rc = sigv4_credentials_load(&kc->cred)) < 0)
+		log_warnx("no AWS credentials in the environment (%s): requests will be refused",
+		    strerror(-rc));
+	else
+		kc->have_cred = true;
+	return kc;
+}
+
+void
+kinesis_client_free(struct kinesis_client *kc)
+{
+	if (kc == NULL)
+		return;
+	kinesis_client_abort(kc);
+	if (kc->easy != NULL)
+		curl_easy_cleanup(kc->easy);
+	if (kc->multi != NULL)
+		curl_multi_cleanup(kc->multi);
+	curl_slist_free_all(kc->headers);
+	free(kc->reply);
+	sigv4_credentials_wipe(&kc->cred);
+	sigv4_key_cache_wipe(&kc->cache);
+	free(kc);
+}
+
+const char *
+kinesis_client_url(const struct kinesis_client *kc)
+{
+	return kc->url;
+}
+
+int
+kinesis_client_reload_credentials(struct kinesis_client *kc)
+{
+	struct sigv4_credentials c;
+	int rc;
+
+	if ((rc = sigv4_credentials_load(&c)) < 0)
+		return rc;
+	sigv4_credentials_wipe(&kc->cred);
+	kc->cred = c;
+	kc->have_cred = true;
+	sigv4_credentials_wipe(&c);
+	sigv4_key_cache_wipe(&kc->cache);
+	return 0;
+}
+
+static struct curl_slist *
+kc_append(struct curl_slist *l, const char *h, bool *ok)
+{
+	struct curl_slist *n = curl_slist_append(l, h);
+
+	if (n == NULL)
+		*ok = false;
+	return n != NULL ? n : l;
+}
+
+/* Builds this request's headers, signed for now. */
+static int
+kc_headers(struct kinesis_client *kc, const char *body, size_t len)
+{
+	char line[CONFIG_STR_MAX + 64];
+	bool ok = true;
+	struct curl_slist *h = NULL;
+
+	curl_slist_free_all(kc->headers);
+	kc->headers = NULL;
+	snprintf(line, sizeof(line), "Host: %s", kc->host);
+	h = kc_append(h, line, &ok);
+	h = kc_append(h, "Content-Type: application/x-amz-json-1.1", &ok);
+	h = kc_append(h, "X-Amz-Target: " KC_TARGET, &ok);
+	h = kc_append(h, "Expect:", &ok);   /* no 100-continue round trip for large bodies */
+	{
+		struct sigv4_kinesis_headers sh;
+		char *auth;
+		int rc;
+
+		rc = sigv4_sign_kinesis(&kc->cache, &kc->cred, kc->region, kc->host, KC_TARGET, body, len,
+		    time(NULL), &sh);
+		if (rc < 0) {
+			curl_slist_free_all(h);
+			return rc;
+		}
+		snprintf(line, sizeof(line), "X-Amz-Date: %s", sh.amz_date);
+		h = kc_append(h, line, &ok);
+		if (asprintf(&auth, "Authorization: %s", sh.authorization) < 0) {
+			explicit_bzero(&sh, sizeof(sh));
+			curl_slist_free_all(h);
+			return -ENOMEM;
+		}
+		h = kc_append(h, auth, &ok);
+		explicit_bzero(auth, strlen(auth));
+		free(auth);
+		if (kc->cred.session_token[0] != '\0') {
+			if (asprintf(&auth, "X-Amz-Security-Token: %s", kc->cred.session_token) < 0) {
+				explicit_bzero(&sh, sizeof(sh));
+				curl_slist_free_all(h);
+				return -ENOMEM;
+			}
+			h = kc_append(h, auth, &ok);
+			explicit_bzero(auth, strlen(auth));
+			free(auth);
+		}
+		explicit_bzero(&sh, sizeof(sh));
+	}
+	kc->headers = h;
+	return ok ? 0 : -ENOMEM;
+}
+
+int
+kinesis_client_start(struct kinesis_client *kc, const char *body, size_t len, long timeout_ms)
+{
+	int rc;
+
+	if (kc->busy)
+		return -EBUSY;
+	if ((rc = kc_headers(kc, body, len)) < 0)
+		return rc;
+	kc->reply_len = 0;
+	kc->reply_truncated = false;
+	if (kc->reply != NULL)
+		kc->reply[0] = '\0';
+	kc->error_type[0] = '\0';
+	kc->curl_err[0] = '\0';
+	kc->body_len = len;
+	curl_easy_setopt(kc->easy, CURLOPT_HTTPHEADER, kc->headers);
+	curl_easy_setopt(kc->easy, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(kc->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	curl_easy_setopt(kc->easy, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 1L);
+	if (curl_multi_add_handle(kc->multi, kc->easy) != CURLM_OK)
+		return -ENOMEM;
+	kc->busy = true;
+	kc->started_us = now_mono_us();
+	return 0;
+}
+
+bool
+kinesis_client_busy(const struct kinesis_client *kc)
+{
+	return kc->busy;
+}
+
+void
+kinesis_client_abort(struct kinesis_client *kc)
+{
+	if (!kc->busy)
+		return;
+	curl_multi_remove_handle(kc->multi, kc->easy);
+	kc->busy = false;
+}
+
+static int
+kc_transport_errno(CURLcode c)
+{
+	switch (c) {
+	case CURLE_OPERATION_TIMEDOUT:
+		return -ETIMEDOUT;
+	case CURLE_COULDNT_CONNECT:
+		return -ECONNREFUSED;
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		return -EHOSTUNREACH;
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_SSL_CACERT_BADFILE:
+		return -EPROTO;
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+		return -ECONNRESET;
+	case CURLE_OUT_OF_MEMORY:
+	case CURLE_WRITE_ERROR:
+		return -ENOMEM;
+	default:
+		return -EIO;
+	}
+}
+
+int
+kinesis_client_wait(struct kinesis_client *kc, struct pollfd *extra, unsigned nextra, int timeout_ms,
+    struct kinesis_response *resp)
+{
+	struct curl_waitfd wfd[8];
+	CURLMsg *msg;
+	CURLMcode mc;
+	int running, left, n;
+	long req_size = 0;
+
+	if (nextra > 8)
+		return -EINVAL;
+	for (unsigned i = 0; i < nextra; i++) {
+		wfd[i].fd = extra[i].fd;
+		wfd[i].events = (short)(extra[i].events ? extra[i].events : CURL_WAIT_POLLIN);
+		wfd[i].revents = 0;
+	}
+	if (timeout_ms < 0)
+		timeout_ms = 0;
+	mc = curl_multi_poll(kc->multi, wfd, nextra, timeout_ms, &n);
+	for (unsigned i = 0; i < nextra; i++)
+		extra[i].revents = wfd[i].revents;
+	if (mc != CURLM_OK)
+		return -EIO;
+	if (!kc->busy)
+		return 0;
+	if (curl_multi_perform(kc->multi, &running) != CURLM_OK)
+		return -EIO;
+	while ((msg = curl_multi_info_read(kc->multi, &left)) != NULL) {
+		if (msg->msg != CURLMSG_DONE || msg->easy_handle != kc->easy)
+			continue;
+		memset(resp, 0, sizeof(*resp));
+		if (msg->data.result != CURLE_OK) {
+			resp->transport_err = kc_transport_errno(msg->data.result);
+			resp->transport_msg = kc->curl_err[0] ? kc->curl_err : curl_easy_strerror(msg->data.result);
+		}
+		curl_easy_getinfo(kc->easy, CURLINFO_RESPONSE_CODE, &resp->http_status);
+		curl_easy_getinfo(kc->easy, CURLINFO_REQUEST_SIZE, &req_size);
+		if (resp->transport_err == 0 && resp->http_status == 0)
+			resp->transport_err = -EIO;
+		resp->error_type = kc->error_type;
+		resp->body = kc->reply != NULL ? kc->reply : "";
+		resp->body_len = kc->reply_len;
+		resp->wire_bytes = (uint64_t)req_size + kc->body_len;
+		resp->elapsed_us = now_mono_us() - kc->started_us;
+		curl_multi_remove_handle(kc->multi, kc->easy);
+		kc->busy = false;
+		return 1;
+	}
+	return 0;
+}

@@ -1,0 +1,68 @@
+/*
+ * The HTTP side of PutRecords: one libcurl easy handle driven by a multi handle, so
+ * the connection is reused (keep-alive, TCP_NODELAY) and the dispatcher can poll its
+ * own eventfds while a request is in flight. TLS is verified against a CA bundle
+ * found on Amazon Linux or Debian (KTE_CA_BUNDLE overrides). Every request is signed
+ * (SigV4) when it starts, so a retry after a freeze carries a fresh signature.
+ * libcurl types stay inside kinesis_client.c. Process-local, not thread-safe.
+ */
+#ifndef KTE_KINESIS_CLIENT_H
+#define KTE_KINESIS_CLIENT_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct kinesis_client;
+
+/* What a finished request produced; valid until the next start. */
+struct kinesis_response {
+	int transport_err;      /* 0, or -errno: no HTTP reply (connection, timeout, TLS) */
+	const char *transport_msg;
+	long http_status;
+	const char *error_type; /* x-amzn-ErrorType header, "" if none */
+	const char *body;
+	size_t body_len;
+	uint64_t wire_bytes;    /* request header + body bytes sent */
+	uint64_t elapsed_us;
+};
+
+/*
+ * Builds the endpoint (cfg->kinesis_endpoint, or https://kinesis.<region>.amazonaws.com
+ * and .com.cn for cn- regions), finds the CA bundle and loads the credentials.
+ * Returns the client or NULL (errno set); free with kinesis_client_free.
+ */
+struct kinesis_client *kinesis_client_new(const struct kte_config *cfg);
+void kinesis_client_free(struct kinesis_client *kc);
+
+/* The endpoint URL in use (for log lines). */
+const char *kinesis_client_url(const struct kinesis_client *kc);
+
+/*
+ * Signs and starts a PutRecords request with this body (borrowed until the request
+ * completes) and a total timeout. Returns 0, -EBUSY if one is in flight, -errno.
+ */
+int kinesis_client_start(struct kinesis_client *kc, const char *body, size_t len, long timeout_ms)
+    __attribute__((warn_unused_result));
+
+/*
+ * Waits up to timeout_ms for the transfer's sockets or any of the extra fds (their
+ * revents are filled), then drives the transfer. Returns 1 when the request has
+ * finished (*resp filled), 0 otherwise, -errno on a libcurl failure.
+ */
+int kinesis_client_wait(struct kinesis_client *kc, struct pollfd *extra, unsigned nextra,
+    int timeout_ms, struct kinesis_response *resp) __attribute__((warn_unused_result));
+
+/* True while a request is in flight. */
+bool kinesis_client_busy(const struct kinesis_client *kc);
+
+/* Abandons the request in flight (its connection is closed). */
+void kinesis_client_abort(struct kinesis_client *kc);
+
+/* Re-reads the credentials (after ExpiredTokenException). Returns 0 or -errno. */
+int kinesis_client_reload_credentials(struct kinesis_client *kc) __attribute__((warn_unused_result));
+
+#endif
