@@ -107,10 +107,23 @@ log_count() {
 	grep -cE -- "$1" "$T/$RUN.log" 2>/dev/null || true
 }
 
-# PID of this test's child kte-<role> (listener, dispatcher): a child of the controller.
-child_pid() {
+# PID of this test's controller: the extension process whose comm is not kte-*.
+controller_pid() {
 	local p
 	for p in $(ext_pids); do
+		case "$(cat /proc/"$p"/comm 2>/dev/null)" in
+		kte-* | "") ;;
+		*) echo "$p"; return 0 ;;
+		esac
+	done
+}
+
+# PID of the controller's child kte-<role> (listener, dispatcher), from pgrep -P.
+child_pid() {
+	local c p
+	c=$(controller_pid)
+	[ -n "$c" ] || return 0
+	for p in $(pgrep -P "$c" 2>/dev/null || true); do
 		if [ "$(cat /proc/"$p"/comm 2>/dev/null)" = "kte-$1" ]; then
 			echo "$p"
 			return 0
@@ -165,8 +178,9 @@ sim_start() {
 	shift 4
 	RUN=$name
 	endpoint=${FAULT_PROXY_ENDPOINT:-$KINESIS_MOCK_ENDPOINT}
+	LISTENER_PORT=$(free_port)
 	"$KTE_SIM" --layer "$LAYER" --summary "$T/$RUN.summary.json" --ids "$T/$RUN.ids" --id-prefix "$RUN-" \
-		--env "KTE_LISTENER_HOST=127.0.0.1" --env "KTE_LISTENER_PORT=$(free_port)" \
+		--env "KTE_LISTENER_HOST=127.0.0.1" --env "KTE_LISTENER_PORT=$LISTENER_PORT" \
 		--env "KTE_STREAM_NAME=$stream" --env "KTE_KINESIS_ENDPOINT=$endpoint" \
 		--env "AWS_REGION=$KINESIS_MOCK_REGION" --env "KTE_RECORD_FORMAT=$format" \
 		--env "KTE_FLUSH=$policy" "$@" \
@@ -231,4 +245,23 @@ check_stream() {
 # Field of the last check_stream result.
 cj() {
 	jq_js "$T/$RUN.check.json" "$1"
+}
+
+# Events the extension reported as not sent at shutdown (its "NOT sent: N events" line), or 0.
+ext_unsent() {
+	local n
+	n=$(sed -nE 's/.*shutdown: NOT sent: ([0-9]+) events.*/\1/p' "$T/$RUN.log" | tail -n 1)
+	echo "${n:-0}"
+}
+
+# Records Lambda (the simulator) dropped and reported in platform.logsDropped.
+lambda_dropped() {
+	sj 'j.telemetry.logs_dropped.records'
+}
+
+# The extension's own count of what Lambda reported dropped (its shutdown account).
+ext_lambda_dropped() {
+	local n
+	n=$(sed -nE 's/.*; ([0-9]+) dropped by Lambda \(platform.logsDropped\).*/\1/p' "$T/$RUN.log" | tail -n 1)
+	echo "${n:-0}"
 }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Kinesis faults: the extension ships through the fault proxy, which answers 10% of
+# PutRecords with 500, fails 20% of the records of the others as throttled
+# (ProvisionedThroughputExceededException, partial failure), adds 50 ms to every
+# request and drops 2% of the replies after forwarding (the lost-ack case). Each record
+# format, under a different flush policy: every id arrives; duplicates only in as many
+# Kinesis records as had their acknowledgement dropped; the faults really happened.
+. "$(dirname "$0")/lib.sh"
+
+N=$(scaled 8 3)
+LINES=$(scaled 60 10)
+kinesis_start f-event:1 f-ndjson:1 f-kpl:1
+proxy_start --seed "${E2E_SEED:-$RANDOM}"
+proxy_fault '{"error500Rate":0.1,"throttleRecordRate":0.2,"latencyMs":50,"dropReplyRate":0.02}'
+for combo in event:end ndjson:continuous kpl:adaptive; do
+	f=${combo%%:*} p=${combo#*:}
+	curl -sf -X POST "$FAULT_PROXY_CONTROL/__stats/reset" >/dev/null
+	sim_run "$f-$p" "f-$f" "$f" "$p" --invocations "$N" --log-lines "$LINES" --log-bytes 200-2000 \
+		--handler-ms 30 --interval-ms 30
+	assert_run_ok "$N"
+	proxy_stats
+	st=$T/$RUN.proxy.json
+	[ "$(jq_js "$st" 'j.injected.error500 > 0 || j.byTarget.PutRecords < 10')" = true ] || fail "no 500 injected"
+	[ "$(jq_js "$st" 'j.records.injectedFailed > 0')" = true ] || fail "no record throttled"
+	[ "$(jq_js "$st" 'j.latencyApplied > 0')" = true ] || fail "no latency applied"
+	acks=$(jq_js "$st" 'j.records.ackDropped')
+	check_stream "f-$f" "$f" --max-duplicate-records "$acks"
+	grep -q 'shutdown: everything received was sent' "$T/$RUN.log" || fail "the shutdown account is not clean"
+	note "$RUN: $(cj 'j.arrived')/$(cj 'j.emitted') ids; $(jq_js "$st" 'j.byTarget.PutRecords') PutRecords," \
+		"$(jq_js "$st" 'j.injected.error500') answered 500, $(jq_js "$st" 'j.records.injectedFailed') records" \
+		"throttled, $acks acks dropped -> $(cj 'j.duplicateRecords') records with duplicates;" \
+		"overhead p50 $(sj 'j.overhead_ms.p50') max $(sj 'j.overhead_ms.max') ms"
+done
+pass "500s, throttled records, latency and lost acks: nothing lost, duplicates within the lost acks"
