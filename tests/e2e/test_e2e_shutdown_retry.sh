@@ -4,16 +4,20 @@
 # back: the final flush must keep retrying until the shutdown deadline instead of
 # giving up at once, and nothing may be lost. (Found by test_e2e_faults: the
 # controller stopped the dispatcher as soon as SHUTDOWN began with the circuit open.)
+# Twice: with a short retry ceiling (100 ms), and with the default one after 3 s of
+# failures, when the retry pending at SHUTDOWN is due seconds after the deadline: the
+# dispatcher must bring it forward. (Found here: it kept the old backoff.)
 . "$(dirname "$0")/lib.sh"
 
 kinesis_start s-retry-event:1 s-retry-ndjson:1
 proxy_start
-for f in event ndjson; do
+for combo in event:300:100 ndjson:3000:20000; do
+	IFS=: read -r f handler retry_max <<<"$combo"
 	# Kinesis throttles every request until the circuit opens; the sandbox is then frozen
 	# (1.5 s before SHUTDOWN), and Kinesis comes back while it is.
 	proxy_fault '{"reset":true,"throttleRate":1}'
 	sim_start "$f" "s-retry-$f" "$f" continuous --invocations 1 --log-lines 50 --log-bytes 200-2000 \
-		--handler-ms 300 --interval-ms 1500 --env KTE_RETRY_BASE_MS=20 --env KTE_RETRY_MAX_MS=100 \
+		--handler-ms "$handler" --interval-ms 1500 --env KTE_RETRY_BASE_MS=20 --env "KTE_RETRY_MAX_MS=$retry_max" \
 		${E2E_EXTRA_ENV:+--env "$E2E_EXTRA_ENV"}
 	wait_for 30 log_has 'circuit open' || fail "the circuit did not open"
 	wait_for 30 log_has 'invoke 1 .*frozen' || fail "invocation 1 did not end in a freeze"
