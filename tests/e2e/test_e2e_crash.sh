@@ -9,15 +9,15 @@
 # listener kill.
 . "$(dirname "$0")/lib.sh"
 
-N=$(scaled 40 20)
+N=$(scaled 80 60)
 KILLS=3
 seed=${E2E_SEED:-$RANDOM}
 RANDOM=$seed
 kinesis_start c-event:1 c-kpl:1
-for combo in event:continuous kpl:end; do
+for combo in event:end kpl:continuous; do
 	f=${combo%%:*} p=${combo#*:}
-	sim_start "$f-$p" "c-$f" "$f" "$p" --invocations "$N" --log-lines 100 --log-bytes 200-2000 \
-		--handler-ms 40 --interval-ms 40
+	sim_start "$f-$p" "c-$f" "$f" "$p" --invocations "$N" --log-lines 30 --log-bytes 200-2000 \
+		--handler-ms 60 --interval-ms 100
 	wait_for 60 log_has "invoke 2 " || fail "the run did not reach invocation 2"
 	kills=0
 	for ((k = 0; k < 2 * KILLS; k++)); do

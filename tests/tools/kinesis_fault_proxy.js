@@ -51,7 +51,8 @@
  *   validation,notfound,accessdenied,reset,dropReply,partialRequests,downResets},
  *   records{received, forwarded, acceptedUpstream, failedUpstream, injectedFailed,
  *   rejectedWhole (in requests answered with an injected error or reset), ackDropped
- *   (accepted upstream but the reply was dropped: may legitimately arrive twice)},
+ *   (accepted upstream but the reply was dropped, or the client connection was reset
+ *   while upstream wrote them, e.g. by going down: may legitimately arrive twice)},
  *   upstreamErrors, latencyApplied, seed, amzDate{checked, missing, maxSkewMs, last,
  *   lastSkewMs} (X-Amz-Date of the requests to `targets` minus their arrival time: a
  *   request signed before a freeze and sent after it shows the frozen time).
@@ -383,7 +384,8 @@ async function passThrough(req, res, body, nrec, dropReply = false) {
     log(`upstream: ${e.message}`);
     return resetSocket(req.socket);
   }
-  accountUpstream(up, nrec, dropReply);
+  /* The client connection may have been reset meanwhile (going down): its ack is lost too. */
+  accountUpstream(up, nrec, dropReply || req.socket.destroyed);
   if (dropReply) { stats.injected.dropReply++; return resetSocket(req.socket); }
   return relay(res, up);
 }
@@ -421,7 +423,7 @@ async function partial(req, res, json, codes, nfail, dropReply) {
       log(`upstream: ${e.message}`);
       return resetSocket(req.socket);
     }
-    accountUpstream(up, keep.length, dropReply);
+    accountUpstream(up, keep.length, dropReply || req.socket.destroyed);
     if (dropReply) { stats.injected.dropReply++; return resetSocket(req.socket); }
     if (up.status !== 200) return relay(res, up);     /* whole subset failed: pass the error on */
     let b;
