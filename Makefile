@@ -62,7 +62,9 @@ export KTE_BIN := $(abspath $(BUILD)/bin/$(NAME))
 export KTE_SIM := $(abspath $(BUILD)/bin/lambda-sim)
 export KTE_BUILD := $(abspath $(BUILD))
 
-.PHONY: all check check-unit check-integration asan valgrind bench fuzz layer demo deps clean
+.PHONY: all check check-unit check-integration asan valgrind bench bench-run fuzz layer demo deps clean
+# Keep test and bench objects (otherwise deleted as intermediates and recompiled on every change).
+.SECONDARY:
 all: $(LIB) $(EXE) $(SIM) $(UNIT_BIN) $(INTEG_BIN) $(BENCH_BIN)
 
 $(BUILD)/obj/%.o: %.c
@@ -124,7 +126,11 @@ valgrind: $(UNIT_BIN)
 	  CK_FORK=no KTE_UNDER_VALGRIND=1 valgrind -q --error-exitcode=99 --leak-check=full \
 	    --errors-for-leak-kinds=definite,indirect $$t || fail=1; done; exit $$fail
 
-bench: deps $(EXE) $(SIM) $(BENCH_BIN)
+# Recursive, like check: the flags from pkg-config are only right once deps has run.
+bench: deps
+	$(MAKE) bench-run
+
+bench-run: $(EXE) $(SIM) $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
 	@for s in $(sort $(wildcard tests/bench/bench_*.sh)); do echo "== $$s"; bash $$s || exit 1; done
 

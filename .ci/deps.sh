@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(build-essential pkg-config libcivetweb-dev libcurl4-openssl-dev libjson-c-dev libssl-dev
-      check libsubunit-dev clang libclang-rt-14-dev valgrind busybox-static zip unzip nodejs npm curl)
+      check libsubunit-dev clang libclang-rt-14-dev valgrind busybox-static zip unzip nodejs npm curl
+      openssl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

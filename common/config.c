@@ -70,7 +70,8 @@ config_u64(struct config_ctx *c, const char *name, uint64_t *out, uint64_t def, 
 		else
 			mult = 0;
 	}
-	if (end == v || v[0] == '-' || errno != 0 || mult == 0 || n > UINT64_MAX / mult ||
+	/* Digits first: strtoull would also take leading blanks, a '+' or a '-'. */
+	if (end == v || v[0] < '0' || v[0] > '9' || errno != 0 || mult == 0 || n > UINT64_MAX / mult ||
 	    n * mult < min || n * mult > max) {
 		config_fail(c, "%s=\"%s\" is invalid: expected an integer from %" PRIu64 " to %" PRIu64,
 		    name, v, min, max);
@@ -241,7 +242,8 @@ config_destination(struct config_ctx *c, struct kte_config *cfg)
 		    "arn:aws:kinesis:<region>:<account>:stream/<name>", cfg->stream_arn);
 		return;
 	}
-	if (cfg->region[0] == '\0' && arn_region[0] != '\0')
+	/* A stream ARN names its region: call that region's endpoint, whatever AWS_REGION says. */
+	if (arn_region[0] != '\0')
 		snprintf(cfg->region, sizeof(cfg->region), "%s", arn_region);
 	if (cfg->region[0] == '\0') {
 		config_fail(c, "no region: set AWS_REGION (Lambda always does)");

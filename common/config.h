@@ -26,7 +26,7 @@ struct kte_config {
 	char stream_name[129];              /* KTE_STREAM_NAME */
 	char stream_arn[CONFIG_STR_MAX];    /* KTE_STREAM_ARN */
 	char kinesis_endpoint[CONFIG_STR_MAX]; /* KTE_KINESIS_ENDPOINT, "" = https://kinesis.<region>.amazonaws.com */
-	char region[64];                    /* AWS_REGION (or AWS_DEFAULT_REGION), or the ARN's region */
+	char region[64];                    /* the ARN's region, else AWS_REGION, else AWS_DEFAULT_REGION */
 	char ca_bundle[CONFIG_STR_MAX];     /* KTE_CA_BUNDLE, "" = search the usual places */
 
 	/* Listener and subscription */

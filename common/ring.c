@@ -67,6 +67,39 @@ rec_at(const struct ring *r, uint64_t pos)
 	return (struct rec_hdr *)(void *)(r->data + (pos % r->capacity));
 }
 
+/*
+ * getpid() is a system call (glibc no longer caches it) and every reservation
+ * records its writer's pid: cache it per process, forgetting it in a fork's child.
+ */
+static _Atomic pid_t ring_pid;
+static pthread_once_t ring_pid_once = PTHREAD_ONCE_INIT;
+
+static void
+ring_pid_forget(void)
+{
+	atomic_store_explicit(&ring_pid, 0, memory_order_relaxed);
+}
+
+static void
+ring_pid_register(void)
+{
+	pthread_atfork(NULL, NULL, ring_pid_forget);
+}
+
+static uint32_t
+ring_getpid(void)
+{
+	pid_t pid;
+
+	pthread_once(&ring_pid_once, ring_pid_register);
+	pid = atomic_load_explicit(&ring_pid, memory_order_relaxed);
+	if (pid == 0) {
+		pid = getpid();
+		atomic_store_explicit(&ring_pid, pid, memory_order_relaxed);
+	}
+	return (uint32_t)pid;
+}
+
 /* Takes the writers' lock; repairs it if its previous holder died (EOWNERDEAD). */
 static int
 ring_lock(struct ring *r)
@@ -103,9 +136,18 @@ header_valid(const struct ring_header *h, uint64_t map_size)
 		return 0;
 	if (h->max_record == 0 || rec_size(h->max_record) > h->capacity / 2)
 		return 0;
-	head = atomic_load_explicit(&h->head, memory_order_acquire);
+	/*
+	 * head and tail move while we look: read tail, head, tail again. Both only
+	 * grow and, at every instant, tail <= head <= tail + capacity, so on a sound
+	 * ring tail1 <= head <= tail2 + capacity always holds (reading head then
+	 * tail once could see a tail released past the head read: a false alarm).
+	 */
 	tail = atomic_load_explicit(&h->tail, memory_order_acquire);
-	if (head < tail || head - tail > h->capacity || tail % RING_ALIGN != 0 || head % RING_ALIGN != 0)
+	head = atomic_load_explicit(&h->head, memory_order_acquire);
+	if (head < tail || tail % RING_ALIGN != 0 || head % RING_ALIGN != 0)
+		return 0;
+	tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+	if (head > tail && head - tail > h->capacity)
 		return 0;
 	return 1;
 }
@@ -256,7 +298,7 @@ ring_writev_once(struct ring *r, const struct iovec *recs, size_t n, int count_r
 {
 	struct ring_header *h = r->hdr;
 	uint64_t head, tail, pos, bytes = 0, pad_pos = 0, pad_len = 0;
-	uint32_t pid = (uint32_t)getpid();
+	uint32_t pid = ring_getpid();
 	int rc;
 
 	if (n == 0)
@@ -313,6 +355,11 @@ ring_writev_once(struct ring *r, const struct iovec *recs, size_t n, int count_r
 		atomic_store_explicit(&rh->state, REC_RESERVED, memory_order_relaxed);
 		pos += rec_size(recs[i].iov_len);
 	}
+	/* Counted under the lock (no atomic read-modify-write); see ring_stats. */
+	atomic_store_explicit(&h->written_records,
+	    atomic_load_explicit(&h->written_records, memory_order_relaxed) + n, memory_order_relaxed);
+	atomic_store_explicit(&h->written_bytes,
+	    atomic_load_explicit(&h->written_bytes, memory_order_relaxed) + bytes, memory_order_relaxed);
 	atomic_store_explicit(&h->head, pos, memory_order_release);
 	ring_unlock(r);
 
@@ -329,8 +376,6 @@ ring_writev_once(struct ring *r, const struct iovec *recs, size_t n, int count_r
 		atomic_store_explicit(&rh->state, REC_COMMITTED, memory_order_release);
 		pos += rec_size(recs[i].iov_len);
 	}
-	atomic_fetch_add_explicit(&h->written_records, n, memory_order_relaxed);
-	atomic_fetch_add_explicit(&h->written_bytes, bytes, memory_order_relaxed);
 	ring_wake_reader(r);
 	return 0;
 }
@@ -365,6 +410,16 @@ ring_writev_wait(struct ring *r, const struct iovec *recs, size_t n, int timeout
 		if (now >= deadline)
 			break;
 		atomic_fetch_add(&r->hdr->writers_waiting, 1);
+		/*
+		 * Pairs with the fence in ring_release: either the reader sees us
+		 * waiting and signals, or this second try sees its new tail.
+		 */
+		atomic_thread_fence(memory_order_seq_cst);
+		rc = ring_writev_once(r, recs, n, 0);
+		if (rc != -ENOSPC) {
+			atomic_fetch_sub(&r->hdr->writers_waiting, 1);
+			return rc;
+		}
 		/*
 		 * Short naps: several writers share one eventfd and only one drains
 		 * each wake-up, so the others re-check on their own soon after.
@@ -582,7 +637,8 @@ ring_stats(const struct ring *r, struct ring_stats *st)
 	st->rejected_bytes = atomic_load_explicit(&h->rejected_bytes, memory_order_relaxed);
 	st->abandoned_records = atomic_load_explicit(&h->abandoned_records, memory_order_relaxed);
 	st->corrupt_detected = atomic_load_explicit(&h->corrupt_detected, memory_order_relaxed);
-	st->head = atomic_load_explicit(&h->head, memory_order_acquire);
+	/* Tail first: both only grow, so the snapshot never has head < tail (see header_valid). */
 	st->tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+	st->head = atomic_load_explicit(&h->head, memory_order_acquire);
 	st->capacity = r->capacity;
 }

@@ -49,10 +49,10 @@ struct ring_record {
 };
 
 struct ring_stats {
-	uint64_t written_records, written_bytes;
+	uint64_t written_records, written_bytes;     /* accepted (reserved) by ring_writev */
 	uint64_t released_records, released_bytes;
 	uint64_t rejected_records, rejected_bytes;   /* refused because the ring was full */
-	uint64_t abandoned_records;                  /* reserved by a writer that died */
+	uint64_t abandoned_records;                  /* of those, never committed: writer died */
 	uint64_t corrupt_detected;
 	uint64_t head, tail;                         /* bytes in use = head - tail */
 	uint64_t capacity;

@@ -53,16 +53,20 @@ flush_adapt(struct flush_state *f)
 }
 
 void
-flush_on_invoke(struct flush_state *f, uint64_t now_ms, bool runtime_done_usable,
-    uint64_t runtime_done_count, bool ring_high, struct flush_plan *plan)
+flush_on_invoke(struct flush_state *f, const struct flush_inputs *in, struct flush_plan *plan)
 {
 	enum flush_policy before = f->effective;
+	uint64_t now_ms = in->now_ms;
 
 	memset(plan, 0, sizeof(*plan));
 	f->invocations++;
 	flush_record_interval(f, now_ms);
-	if (f->runtime_done_missed && runtime_done_count != f->missed_at_count)
+	if (f->runtime_done_missed && in->runtime_done_count != f->missed_at_count)
 		f->runtime_done_missed = false;
+	if (f->flush_slow && in->last_flush_done) {
+		f->flush_slow = false;
+		f->late_streak = 0;
+	}
 	if (f->configured == FLUSH_ADAPTIVE)
 		f->effective = flush_adapt(f);
 	plan->changed = f->effective != before;
@@ -73,12 +77,13 @@ flush_on_invoke(struct flush_state *f, uint64_t now_ms, bool runtime_done_usable
 		 * Without a runtimeDone to wait for there is no "end" to flush at: the
 		 * dispatcher sends as data arrives (as in continuous) and nothing waits.
 		 */
-		plan->wait_runtime_done = runtime_done_usable && !f->runtime_done_missed;
+		plan->wait_runtime_done = in->runtime_done_usable && !f->runtime_done_missed &&
+		    !f->flush_slow;
 		plan->wait_flush = plan->wait_runtime_done;
 		break;
 	case FLUSH_PERIODIC:
 		plan->hold_sending = true;
-		if (f->last_flush_ms == 0 || now_ms - f->last_flush_ms >= f->interval_ms || ring_high) {
+		if (f->last_flush_ms == 0 || now_ms - f->last_flush_ms >= f->interval_ms || in->ring_high) {
 			plan->request_flush = true;
 			f->last_flush_ms = now_ms;
 		}
@@ -87,6 +92,17 @@ flush_on_invoke(struct flush_state *f, uint64_t now_ms, bool runtime_done_usable
 	case FLUSH_ADAPTIVE:
 		break;
 	}
+}
+
+void
+flush_end_result(struct flush_state *f, bool in_budget)
+{
+	if (in_budget) {
+		f->late_streak = 0;
+		return;
+	}
+	if (++f->late_streak >= FLUSH_LATE_LIMIT)
+		f->flush_slow = true;
 }
 
 void

@@ -23,6 +23,8 @@
 #define FLUSH_ADAPTIVE_SLOW_MS  2000
 /* periodic: flush before the interval is up when the ring is fuller than this */
 #define FLUSH_RING_HIGH_PCT     50
+/* end: late flushes in a row after which `end` stops waiting (see flush_end_result) */
+#define FLUSH_LATE_LIMIT        2
 
 struct flush_state {
 	enum flush_policy configured;
@@ -35,6 +37,18 @@ struct flush_state {
 	uint64_t last_flush_ms;            /* periodic: last flush requested, 0 = never */
 	bool runtime_done_missed;          /* a runtimeDone wait ran out: stop waiting for it ... */
 	uint64_t missed_at_count;          /* ... until runtime_done_count moves past this */
+	uint32_t late_streak;              /* consecutive `end` flushes that ran out of budget */
+	bool flush_slow;                   /* FLUSH_LATE_LIMIT of them: stop waiting until one completes */
+};
+
+/* What the controller knows at an INVOKE. */
+struct flush_inputs {
+	uint64_t now_ms;                   /* monotonic */
+	bool runtime_done_usable;          /* platform.runtimeDone can arrive at all (subscribed with
+	                                      platform events, listener alive) */
+	uint64_t runtime_done_count;       /* the listener's count now */
+	bool ring_high;                    /* ring more than FLUSH_RING_HIGH_PCT full */
+	bool last_flush_done;              /* the last flush requested has completed since */
 };
 
 /* What to do for one INVOKE. */
@@ -48,14 +62,16 @@ struct flush_plan {
 
 void flush_init(struct flush_state *f, enum flush_policy policy, uint32_t interval_ms);
 
+/* Decides what to do for an INVOKE. */
+void flush_on_invoke(struct flush_state *f, const struct flush_inputs *in, struct flush_plan *plan);
+
 /*
- * Decides for an INVOKE received at now_ms (monotonic). runtime_done_usable says
- * whether platform.runtimeDone can arrive at all (subscribed with platform events,
- * listener alive); runtime_done_count is the listener's current count; ring_high
- * says the ring is more than FLUSH_RING_HIGH_PCT full (periodic then flushes early).
+ * An `end` flush completed within its budget, or not. After FLUSH_LATE_LIMIT late
+ * ones in a row (Kinesis hanging without failing, so the circuit stays closed),
+ * `end` stops waiting at all until a flush is seen completed again: a slow back
+ * end must not add the whole budget to every invocation.
  */
-void flush_on_invoke(struct flush_state *f, uint64_t now_ms, bool runtime_done_usable,
-    uint64_t runtime_done_count, bool ring_high, struct flush_plan *plan);
+void flush_end_result(struct flush_state *f, bool in_budget);
 
 /* A runtimeDone wait ran out at runtime_done_count: stop waiting until it moves. */
 void flush_runtime_done_missed(struct flush_state *f, uint64_t runtime_done_count);

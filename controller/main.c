@@ -66,6 +66,10 @@ struct controller {
 	uint64_t t0_us;                 /* process start, for the cold start log line */
 	/* `end` statistics, logged at shutdown: time from seeing runtimeDone to calling next */
 	uint64_t end_flushes, end_flush_late, end_rd_missed, end_sum_us, end_max_us;
+	/* INVOKE read -> next sent, for invocations that did not wait: the controller's own cost */
+	uint64_t quick_n, quick_sum_us, quick_max_us;
+	bool waited;                    /* the current invocation waited for runtimeDone */
+	uint64_t t_event_us;            /* when the last event was read, 0 before the first */
 };
 
 /* One process, one controller: the signal setup and the children use it. */
@@ -382,16 +386,24 @@ controller_ring_high(struct controller *c)
 static void
 controller_invoke(struct controller *c, const struct ext_event *ev)
 {
+	struct flush_inputs in;
 	struct flush_plan plan;
-	uint64_t rd, t_rd;
+	uint64_t t_rd;
 	int64_t until;
+	bool was_slow;
 
 	c->invocations++;
 	if (!c->shipping)
 		return;
-	rd = atomic_load(&c->ctl->runtime_done_count);
-	flush_on_invoke(&c->flush, now_mono_ms(), controller_runtime_done_usable(c), rd,
-	    controller_ring_high(c), &plan);
+	in.now_ms = now_mono_ms();
+	in.runtime_done_usable = controller_runtime_done_usable(c);
+	in.runtime_done_count = atomic_load(&c->ctl->runtime_done_count);
+	in.ring_high = controller_ring_high(c);
+	in.last_flush_done = atomic_load(&c->ctl->flush_completed) >= c->flush_seq || ring_empty(&c->ring);
+	was_slow = c->flush.flush_slow;
+	flush_on_invoke(&c->flush, &in, &plan);
+	if (was_slow && !c->flush.flush_slow)
+		log_info("flush: Kinesis keeps up again; `end` waits for flushes again");
 	if (plan.changed)
 		log_info("flush: adaptive policy now %s (mean interval %" PRIu64 " ms over the last %u "
 		    "invocations)", config_flush_name(c->flush.effective), flush_mean_interval(&c->flush),
@@ -402,6 +414,7 @@ controller_invoke(struct controller *c, const struct ext_event *ev)
 		controller_request_flush(c);
 	if (!plan.wait_runtime_done)
 		return;
+	c->waited = true;
 
 	/*
 	 * This invocation's runtimeDone is the first one counted after the event/next
@@ -431,7 +444,12 @@ controller_invoke(struct controller *c, const struct ext_event *ev)
 		c->end_flush_late++;
 		log_debug("invocation %s: flush %" PRIu64 " not done within its budget; calling next",
 		    ev->request_id, c->flush_seq);
-	}
+		flush_end_result(&c->flush, false);
+		if (c->flush.flush_slow)
+			log_warnx("flush: %d flushes in a row over the %u ms budget: `end` stops waiting "
+			    "for Kinesis until it keeps up again", FLUSH_LATE_LIMIT, c->cfg.flush_budget_ms);
+	} else
+		flush_end_result(&c->flush, true);
 	c->end_flushes++;
 	t_rd = now_mono_us() - t_rd;
 	c->end_sum_us += t_rd;
@@ -451,7 +469,7 @@ controller_report(struct controller *c)
 	ring_stats(&c->ring, &st);
 	pending = st.written_records - st.released_records;
 	dropped = atomic_load(&d->events_dropped);
-	refused = atomic_load(&l->ring_full) + atomic_load(&l->oversized_dropped);
+	refused = atomic_load(&l->oversized_dropped);
 	lambda_dropped = atomic_load(&l->logs_dropped_records);
 	log_info("shutdown: received %" PRIu64 " events in %" PRIu64 " batches; sent %" PRIu64 " events "
 	    "(%" PRIu64 " bytes) in %" PRIu64 " PutRecords, %" PRIu64 " failed requests, %" PRIu64
@@ -461,10 +479,16 @@ controller_report(struct controller *c)
 	if (pending > 0 || dropped > 0 || refused > 0 || lambda_dropped > 0)
 		log_warnx("shutdown: NOT sent: %" PRIu64 " events (%" PRIu64 " bytes) left in the ring; %"
 		    PRIu64 " given up by the dispatcher (too large, rejected, or left at the deadline); %"
-		    PRIu64 " refused by the listener (ring full or too large); %" PRIu64 " dropped by Lambda "
+		    PRIu64 " too large for a record, dropped by the listener; %" PRIu64 " dropped by Lambda "
 		    "(platform.logsDropped)", pending, st.head - st.tail, dropped, refused, lambda_dropped);
 	else
 		log_info("shutdown: everything received was sent");
+	if (atomic_load(&l->ring_full) > 0)
+		log_warnx("shutdown: the ring was full %" PRIu64 " times (Lambda retried those batches; "
+		    "consider a larger KTE_RING_BYTES)", atomic_load(&l->ring_full));
+	if (c->quick_n > 0)
+		log_info("invoke: %" PRIu64 " handled without waiting, INVOKE to next mean %" PRIu64 " us max %"
+		    PRIu64 " us", c->quick_n, c->quick_sum_us / c->quick_n, c->quick_max_us);
 	if (c->end_flushes > 0 || c->end_rd_missed > 0)
 		log_info("flush end: %" PRIu64 " flushes, runtimeDone to next mean %" PRIu64 " us max %" PRIu64
 		    " us, %" PRIu64 " over budget, %" PRIu64 " runtimeDone missed", c->end_flushes,
@@ -538,6 +562,15 @@ controller_next(struct controller *c, struct ext_event *ev)
 			c->rd_at_next = atomic_load(&c->ctl->runtime_done_count);
 		if ((rc = ext_api_next_send(&c->api)) != 0)
 			goto transport;
+		if (c->t_event_us != 0 && !c->waited) {
+			uint64_t dt = now_mono_us() - c->t_event_us;
+
+			c->quick_n++;
+			c->quick_sum_us += dt;
+			if (dt > c->quick_max_us)
+				c->quick_max_us = dt;
+		}
+		c->t_event_us = 0;
 		if (c->dispatcher_pending) {
 			c->dispatcher_pending = false;
 			if ((rc = supervisor_spawn(&c->sup, c->dispatcher)) != 0) {
@@ -642,8 +675,10 @@ main(int argc, char **argv)
 
 	for (;;) {
 		controller_next(c, &ev);
+		c->t_event_us = now_mono_us();
 		if (ev.type == EXT_EVENT_SHUTDOWN)
 			controller_shutdown(c, ev.deadline_ms, ev.reason[0] ? ev.reason : "unknown");
+		c->waited = false;
 		controller_invoke(c, &ev);
 		if (c->term)
 			controller_shutdown(c, (int64_t)now_epoch_ms() + SIGTERM_SHUTDOWN_MS, "signal");

@@ -82,10 +82,21 @@ int
 supervisor_spawn(struct supervisor *s, struct child *c)
 {
 	pid_t parent = getpid(), pid;
+	sigset_t all, saved;
+	int saved_errno;
 
+	/*
+	 * Every signal blocked across fork: the child must not run an inherited handler
+	 * before it has reset the dispositions below.
+	 */
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &saved);
 	pid = fork();
-	if (pid < 0)
-		return -errno;
+	if (pid < 0) {
+		saved_errno = errno;
+		sigprocmask(SIG_SETMASK, &saved, NULL);
+		return -saved_errno;
+	}
 	if (pid == 0) {
 		/* Exit with the controller, even if it died before the prctl. */
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -109,6 +120,7 @@ supervisor_spawn(struct supervisor *s, struct child *c)
 		log_init(c->role, s->log_level);
 		_exit(c->main(c->arg));
 	}
+	sigprocmask(SIG_SETMASK, &saved, NULL);
 	c->pid = pid;
 	c->stopping = false;
 	c->started_ms = now_mono_ms();

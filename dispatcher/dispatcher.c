@@ -7,13 +7,17 @@
  *   settle:  apply the reply; resend failed records after a backoff; once every record
  *            of the batch is accepted (or given up), release its ring space
  *
- * One batch at a time: the ring keeps everything not yet acknowledged, so a crash or
- * a restart resumes from the first unreleased record (at-least-once).
+ * One request in flight; while it is, the next batch is filled and encoded in the other
+ * slot, so encoding overlaps the round trip. Batches are sent and settled strictly in
+ * ring order, and a batch's ring space is released only once all its records were
+ * accepted (or given up): a crash or restart resumes from the first unreleased record
+ * (at-least-once).
  */
 #include "dispatcher.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,8 +39,17 @@
 #define POLL_CAP_MS         500     /* re-check the parent and the deadline this often */
 #define KEEP_IDLE_BYTES     (256u << 10) /* buffers kept across idle periods */
 #define DROP_LOG_EVERY_MS   10000
+#define SUMMARY_EVERY_MS    10000   /* at most one drop summary per interval (but the first at once) */
 
 static volatile sig_atomic_t stop_signal;
+
+/* A batch and the ring range it covers. */
+struct slot {
+	struct batch b;
+	bool live;                      /* filled, not yet settled and released */
+	bool ring;                      /* covers ring events up to end */
+	uint64_t end;
+};
 
 struct dispatcher {
 	const struct kte_config *cfg;
@@ -45,14 +58,12 @@ struct dispatcher {
 	const struct control_fds *fds;
 	struct kinesis_client *kc;      /* NULL: shipping impossible, discard */
 	struct pkey_state pk;
-	struct batch batch;
+	struct slot slot[2];
+	unsigned cur;                   /* slot[cur] is sent; slot[cur ^ 1] is prepared meanwhile */
 	struct backoff_rng rng;
 	struct circuit cb;
 
-	bool live;                      /* the batch holds records not yet accepted or dropped */
-	bool batch_ring;                /* it covers ring events up to batch_end */
-	uint64_t batch_end;
-	unsigned attempt;               /* failed sends of this batch in a row */
+	unsigned attempt;               /* failed sends of the current batch in a row */
 	uint64_t not_before;            /* mono ms: no request before this */
 	bool backoff_hard;              /* not_before is a circuit probe, not a retryable backoff */
 	enum reply_outcome last_outcome;
@@ -68,6 +79,8 @@ struct dispatcher {
 	struct drop_counts summary_counts; /* counts in the summary of the live batch */
 	uint64_t summary_since_ms;
 	uint64_t summary_built_ms;
+	uint64_t summary_sent_ms;       /* mono ms the last summary was accepted */
+	bool summary_pending;           /* a summary rides in a live batch */
 	char summary[1024];
 
 	uint64_t drop_log_ms;
@@ -76,6 +89,9 @@ struct dispatcher {
 
 	uint8_t status[BATCH_MAX_RECORDS];
 };
+
+#define CUR(d)  (&(d)->slot[(d)->cur])
+#define NEXT(d) (&(d)->slot[(d)->cur ^ 1])
 
 static void
 on_signal(int sig)
@@ -136,24 +152,39 @@ count_drop(struct dispatcher *d, enum drop_kind kind, uint64_t events, uint64_t 
 		d->drop_log_quiet += events;
 }
 
-/* Sets the batch's ring range to end after rec. */
+/* Extends the slot's ring range to end after rec. */
 static void
-cover(struct dispatcher *d, const struct ring_record *rec)
+cover(struct slot *sl, const struct ring_record *rec)
 {
-	d->batch_end = rec->next;
-	d->batch_ring = true;
+	sl->end = rec->next;
+	sl->ring = true;
 }
 
+/* The current batch is settled: give its ring space back. */
 static void
-release_batch(struct dispatcher *d)
+release_current(struct dispatcher *d)
 {
+	struct slot *sl = CUR(d);
 	int rc;
 
-	if (d->batch_ring && (rc = ring_release(d->ring, d->batch_end)) < 0)
-		log_warnx("ring_release(%" PRIu64 "): %s", d->batch_end, strerror(-rc));
-	d->batch_ring = false;
-	d->live = false;
+	if (sl->ring && (rc = ring_release(d->ring, sl->end)) < 0)
+		log_warnx("ring_release(%" PRIu64 "): %s", sl->end, strerror(-rc));
+	sl->ring = false;
+	sl->live = false;
 	d->attempt = 0;
+}
+
+/* Summary bookkeeping for records that were just settled. */
+static void
+summary_settled(struct dispatcher *d, const struct batch_settled *st)
+{
+	if (st->summary_ok) {
+		d->reported = d->summary_counts;
+		d->summary_since_ms = d->summary_built_ms;
+		d->summary_sent_ms = now_mono_ms();
+		d->summary_pending = false;
+	} else if (st->summary_dropped)
+		d->summary_pending = false;
 }
 
 /* Next event: the carried one, or a fresh peek. 0, -EAGAIN, or -errno. */
@@ -179,13 +210,17 @@ next_event(struct dispatcher *d, struct ring_record *rec)
 
 /* Puts the dropped summary first in a new batch if there is anything to report. */
 static void
-add_summary(struct dispatcher *d)
+add_summary(struct dispatcher *d, struct slot *sl)
 {
 	struct drop_counts cur;
 	uint64_t now = now_epoch_ms();
 	int n, rc;
 
-	if (d->cb.open)
+	if (d->cb.open || d->summary_pending)
+		return;
+	/* While the ring overflows every request would carry one: pace them, except at shutdown. */
+	if (d->summary_sent_ms != 0 && now_mono_ms() - d->summary_sent_ms < SUMMARY_EVERY_MS &&
+	    !shutting_down(d))
 		return;
 	dropped_collect(&cur, &d->local, d->ring, d->ctl);
 	if (!dropped_any(&cur, &d->reported))
@@ -193,37 +228,37 @@ add_summary(struct dispatcher *d)
 	n = dropped_format(d->summary, sizeof(d->summary), &cur, &d->reported, now, d->summary_since_ms);
 	if (n < 0)
 		return;
-	rc = batch_add(&d->batch, (const uint8_t *)d->summary, (size_t)n, true);
+	rc = batch_add(&sl->b, (const uint8_t *)d->summary, (size_t)n, true);
 	if (rc == BATCH_ADDED) {
 		d->summary_counts = cur;
 		d->summary_built_ms = now;
+		d->summary_pending = true;
 	}
 }
 
+/* Whether new batches may be started: not while the periodic policy holds sending. */
 static bool
 may_fill(const struct dispatcher *d)
 {
-	if (d->live)
-		return false;
 	if (atomic_load(&d->ctl->hold_sending) && d->flush_pending == 0 && !shutting_down(d))
 		return false;
 	return true;
 }
 
 /*
- * Fills a new batch from the ring. Leaves d->live set when it holds records to send;
- * a batch of only dropped events is released at once.
+ * Fills a batch in sl from the ring (after the carried event). sl is live afterwards if
+ * it covers anything: records to send, or only dropped events (settled at once when
+ * it becomes current).
  */
 static void
-fill(struct dispatcher *d)
+fill(struct dispatcher *d, struct slot *sl)
 {
 	struct ring_record rec;
 	int rc;
 
-	batch_reset(&d->batch, SIZE_MAX);
-	d->batch_ring = false;
-	d->attempt = 0;
-	add_summary(d);
+	batch_reset(&sl->b, SIZE_MAX);
+	sl->ring = false;
+	add_summary(d, sl);
 	for (;;) {
 		rc = next_event(d, &rec);
 		if (rc == -EAGAIN) {
@@ -235,11 +270,11 @@ fill(struct dispatcher *d)
 			d->drained = true;
 			break;
 		}
-		rc = batch_add(&d->batch, rec.data, rec.len, false);
+		rc = batch_add(&sl->b, rec.data, rec.len, false);
 		if (rc == BATCH_ADDED) {
-			cover(d, &rec);
+			cover(sl, &rec);
 		} else if (rc == BATCH_TOO_LARGE) {
-			cover(d, &rec);
+			cover(sl, &rec);
 			count_drop(d, DROP_TOO_LARGE, 1, rec.len, "event larger than a Kinesis record "
 			    "(KTE_MAX_RECORD_BYTES)");
 		} else {
@@ -251,20 +286,15 @@ fill(struct dispatcher *d)
 			break;
 		}
 	}
-	if (d->batch.nkrec == 0) {
-		release_batch(d);
-		return;
-	}
-	if ((rc = batch_finish(&d->batch)) < 0) {
+	if (sl->b.nkrec > 0 && (rc = batch_finish(&sl->b)) < 0) {
 		struct batch_settled st = { 0 };
 
 		log_warnx("cannot encode a PutRecords request: %s", strerror(-rc));
-		batch_drop_pending(&d->batch, &st);
+		batch_drop_pending(&sl->b, &st);
+		summary_settled(d, &st);
 		count_drop(d, DROP_REJECTED, st.events_dropped, st.bytes_dropped, "encoding failed");
-		release_batch(d);
-		return;
 	}
-	d->live = true;
+	sl->live = sl->ring || batch_pending(&sl->b);
 }
 
 /* Drains the ring without sending (no usable destination). */
@@ -305,7 +335,7 @@ send_batch(struct dispatcher *d)
 		if (left < timeout)
 			timeout = (long)left;
 	}
-	rc = kinesis_client_start(d->kc, d->batch.body, d->batch.len, timeout);
+	rc = kinesis_client_start(d->kc, CUR(d)->b.body, CUR(d)->b.len, timeout);
 	if (rc < 0) {
 		/* Signing failed (no credentials) or no memory: nothing a quick retry fixes. */
 		struct reply_result res = { .outcome = REPLY_CONFIG };
@@ -366,7 +396,8 @@ handle_reply(struct dispatcher *d, const struct kinesis_response *resp)
 {
 	struct reply_result res;
 	struct batch_settled st = { 0 };
-	unsigned nsent = batch_nsent(&d->batch);
+	struct batch *b = &CUR(d)->b;
+	unsigned nsent = batch_nsent(b);
 	struct dispatcher_counters *c = &d->ctl->dispatcher;
 
 	atomic_fetch_add(&c->wire_bytes, resp->wire_bytes);
@@ -374,24 +405,21 @@ handle_reply(struct dispatcher *d, const struct kinesis_response *resp)
 	    resp->body, resp->body_len, nsent, d->status, &res);
 	d->last_outcome = res.outcome;
 	log_debug("PutRecords: %u records, %zu bytes, HTTP %ld, %s, %" PRIu64 " us", nsent,
-	    d->batch.len, resp->http_status, reply_outcome_name(res.outcome), resp->elapsed_us);
+	    b->len, resp->http_status, reply_outcome_name(res.outcome), resp->elapsed_us);
 
 	switch (res.outcome) {
 	case REPLY_OK:
 	case REPLY_PARTIAL:
-		batch_apply(&d->batch, d->status, nsent, &st);
+		batch_apply(b, d->status, nsent, &st);
 		atomic_fetch_add(&c->records_sent, st.records_ok);
 		atomic_fetch_add(&c->events_sent, st.events_ok);
 		atomic_fetch_add(&c->bytes_sent, st.bytes_ok);
 		atomic_fetch_add(&c->records_retried, st.records_failed);
-		if (st.summary_ok) {
-			d->reported = d->summary_counts;
-			d->summary_since_ms = d->summary_built_ms;
-		}
+		summary_settled(d, &st);
 		if (st.records_ok > 0)
 			on_success(d);
-		if (!batch_pending(&d->batch)) {
-			release_batch(d);
+		if (!batch_pending(b)) {
+			release_current(d);
 			return;
 		}
 		if (st.records_ok == 0) {
@@ -443,12 +471,13 @@ handle_reply(struct dispatcher *d, const struct kinesis_response *resp)
 		atomic_fetch_add(&c->request_failures, 1);
 		log_error("Kinesis rejected PutRecords as invalid: %s: %s (HTTP %ld); dropping its %u "
 		    "records", res.code[0] ? res.code : "error", res.message, res.http_status, nsent);
-		batch_drop_pending(&d->batch, &st);
+		batch_drop_pending(b, &st);
+		summary_settled(d, &st);
 		if (st.events_dropped > 0)
 			count_drop(d, DROP_REJECTED, st.events_dropped, st.bytes_dropped,
 			    "rejected by Kinesis as invalid");
 		on_failure(d, true, &res);
-		release_batch(d);
+		release_current(d);
 		d->attempt = 0;
 		schedule_retry(d, d->cfg->circuit_probe_ms);
 		return;
@@ -472,7 +501,8 @@ update_flush(struct dispatcher *d)
 	if (d->flush_pending == 0)
 		return;
 	done = d->cb.open || d->kc == NULL || ring_tail(d->ring) >= d->flush_target ||
-	    (!d->live && !d->carry_valid && d->drained && ring_tail(d->ring) == ring_cursor(d->ring));
+	    (!CUR(d)->live && !NEXT(d)->live && !d->carry_valid && d->drained &&
+	    ring_tail(d->ring) == ring_cursor(d->ring));
 	if (!done)
 		return;
 	atomic_store(&d->ctl->flush_completed, d->flush_pending);
@@ -487,7 +517,7 @@ finish_shutdown(struct dispatcher *d, const char *why)
 	struct ring_stats st;
 	uint64_t left, bytes;
 
-	if (kinesis_client_busy(d->kc != NULL ? d->kc : NULL))
+	if (d->kc != NULL && kinesis_client_busy(d->kc))
 		kinesis_client_abort(d->kc);
 	ring_stats(d->ring, &st);
 	left = st.written_records > st.released_records ? st.written_records - st.released_records : 0;
@@ -504,19 +534,26 @@ finish_shutdown(struct dispatcher *d, const char *why)
 	notify_signal(d->fds->to_controller);
 }
 
+/* Whether the next batch may be prepared now: the current request's body is on the wire. */
+static bool
+may_prepare(const struct dispatcher *d)
+{
+	return d->kc != NULL && kinesis_client_busy(d->kc) && !NEXT(d)->live && may_fill(d) &&
+	    kinesis_client_body_sent(d->kc);
+}
+
 static int
 wait_timeout(struct dispatcher *d, bool data_waiting)
 {
 	uint64_t now = now_mono_ms();
 	int64_t stop = stop_at_ms(d);
-	int64_t t = POLL_CAP_MS;
+	int64_t t = POLL_CAP_MS, ready = d->not_before > now ? (int64_t)(d->not_before - now) : 0;
 
 	if (d->kc != NULL && !kinesis_client_busy(d->kc)) {
-		if (d->live || (may_fill(d) && d->not_before > now))
-			t = d->not_before > now ? (int64_t)(d->not_before - now) : 0;
-		else if (may_fill(d) && data_waiting)
-			t = 0;
-	}
+		if (CUR(d)->live || NEXT(d)->live || (may_fill(d) && data_waiting))
+			t = ready;
+	} else if (data_waiting && may_prepare(d))
+		t = 0;
 	if (t > POLL_CAP_MS)
 		t = POLL_CAP_MS;
 	if (stop != 0) {
@@ -532,25 +569,39 @@ static void
 step_send(struct dispatcher *d)
 {
 	uint64_t now = now_mono_ms();
+	struct slot *c;
 
 	if (d->kc == NULL) {
 		discard(d);
 		return;
 	}
-	if (kinesis_client_busy(d->kc))
-		return;
-	if (d->live) {
-		if (now >= d->not_before)
+	if (!kinesis_client_busy(d->kc)) {
+		/* Settle a batch with nothing left to send; bring the prepared one forward. */
+		for (;;) {
+			c = CUR(d);
+			if (c->live && !batch_pending(&c->b))
+				release_current(d);
+			else if (!c->live && NEXT(d)->live) {
+				d->cur ^= 1;
+				d->attempt = 0;
+			} else
+				break;
+		}
+		if (!c->live && may_fill(d) && now >= d->not_before) {
+			fill(d, c);
+			if (c->live && !batch_pending(&c->b))
+				release_current(d);
+		}
+		if (c->live && now >= d->not_before)
 			send_batch(d);
-		return;
+		else if (!c->live && d->drained) {
+			batch_reset(&d->slot[0].b, KEEP_IDLE_BYTES);
+			batch_reset(&d->slot[1].b, KEEP_IDLE_BYTES);
+		}
 	}
-	if (!may_fill(d) || now < d->not_before)
-		return;
-	fill(d);
-	if (d->live)
-		send_batch(d);
-	else if (d->drained)
-		batch_reset(&d->batch, KEEP_IDLE_BYTES);
+	/* While the request is on the wire, encode the next one: it overlaps the round trip. */
+	if ((d->carry_valid || !d->drained) && may_prepare(d))
+		fill(d, NEXT(d));
 }
 
 int
@@ -564,6 +615,11 @@ dispatcher_main(const struct dispatcher_args *a)
 
 	log_init("dispatcher", (enum log_level)a->cfg->log_level);
 	install_signals();
+	/*
+	 * Request bodies reach megabytes in a burst. A fixed mmap threshold keeps glibc from
+	 * raising it after the first free, so those buffers go back to the kernel when idle.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	if ((d = calloc(1, sizeof(*d))) == NULL) {
 		log_warn("calloc");
 		return 1;
@@ -575,16 +631,13 @@ dispatcher_main(const struct dispatcher_args *a)
 	d->summary_since_ms = now_epoch_ms();
 	backoff_rng_init(&d->rng);
 	pkey_init(&d->pk, a->cfg, getenv("AWS_LAMBDA_FUNCTION_NAME"));
-	if ((rc = batch_init(&d->batch, a->cfg, &d->pk)) < 0) {
-		log_warnx("record format %s unavailable (%s): using event",
-		    config_format_name(a->cfg->record_format), strerror(-rc));
-		struct kte_config c = *a->cfg;
-		c.record_format = FORMAT_EVENT;
-		if (batch_init(&d->batch, &c, &d->pk) < 0) {
+	for (int i = 0; i < 2; i++)
+		if (batch_init(&d->slot[i].b, a->cfg, &d->pk) < 0) {
+			log_warnx("cannot set up request buffers");
+			batch_cleanup(&d->slot[0].b);
 			free(d);
 			return 1;
 		}
-	}
 	if (!a->cfg->shipping_enabled)
 		log_warnx("no usable Kinesis destination: events are counted and discarded");
 	else if ((d->kc = kinesis_client_new(a->cfg)) == NULL)
@@ -592,7 +645,7 @@ dispatcher_main(const struct dispatcher_args *a)
 	else
 		log_info("shipping to %s%s%s as %s", kinesis_client_url(d->kc),
 		    a->cfg->stream_name[0] ? " stream " : "", a->cfg->stream_name,
-		    config_format_name(d->batch.format));
+		    config_format_name(d->slot[0].b.format));
 	publish_health(d);
 	ring_rewind(d->ring);           /* resume at the first unreleased record */
 
@@ -619,12 +672,13 @@ dispatcher_main(const struct dispatcher_args *a)
 		step_send(d);
 		update_flush(d);
 		atomic_store(&d->ctl->dispatcher_idle,
-		    (d->kc == NULL || !kinesis_client_busy(d->kc)) && !d->live && d->drained &&
-		    !d->carry_valid ? 1u : 0u);
+		    (d->kc == NULL || !kinesis_client_busy(d->kc)) && !CUR(d)->live && !NEXT(d)->live &&
+		    d->drained && !d->carry_valid ? 1u : 0u);
 
 		/* Ask the writers for a wake-up only when new data would be acted on. */
 		data_waiting = d->carry_valid;
-		if (d->kc == NULL || (!d->live && may_fill(d)))
+		if (d->kc == NULL || (!NEXT(d)->live && may_fill(d) &&
+		    (!CUR(d)->live || kinesis_client_busy(d->kc))))
 			data_waiting |= ring_reader_arm(d->ring);
 		if (data_waiting)
 			d->drained = false;
@@ -650,7 +704,8 @@ dispatcher_main(const struct dispatcher_args *a)
 			handle_reply(d, &resp);
 	}
 	kinesis_client_free(d->kc);
-	batch_cleanup(&d->batch);
+	batch_cleanup(&d->slot[0].b);
+	batch_cleanup(&d->slot[1].b);
 	free(d);
 	return exit_code;
 }

@@ -50,6 +50,15 @@ static const char *const ca_paths[] = {
 	NULL,
 };
 
+/* Frees a header list, wiping it first: it holds the session token. */
+static void
+kc_headers_free(struct curl_slist *l)
+{
+	for (struct curl_slist *p = l; p != NULL; p = p->next)
+		explicit_bzero(p->data, strlen(p->data));
+	curl_slist_free_all(l);
+}
+
 static size_t
 kc_write(char *ptr, size_t size, size_t nmemb, void *ud)
 {
@@ -195,7 +204,7 @@ kinesis_client_free(struct kinesis_client *kc)
 		curl_easy_cleanup(kc->easy);
 	if (kc->multi != NULL)
 		curl_multi_cleanup(kc->multi);
-	curl_slist_free_all(kc->headers);
+	kc_headers_free(kc->headers);
 	free(kc->reply);
 	sigv4_credentials_wipe(&kc->cred);
 	sigv4_key_cache_wipe(&kc->cache);
@@ -242,7 +251,7 @@ kc_headers(struct kinesis_client *kc, const char *body, size_t len)
 	bool ok = true;
 	struct curl_slist *h = NULL;
 
-	curl_slist_free_all(kc->headers);
+	kc_headers_free(kc->headers);
 	kc->headers = NULL;
 	snprintf(line, sizeof(line), "Host: %s", kc->host);
 	h = kc_append(h, line, &ok);
@@ -257,14 +266,14 @@ kc_headers(struct kinesis_client *kc, const char *body, size_t len)
 		rc = sigv4_sign_kinesis(&kc->cache, &kc->cred, kc->region, kc->host, KC_TARGET, body, len,
 		    time(NULL), &sh);
 		if (rc < 0) {
-			curl_slist_free_all(h);
+			kc_headers_free(h);
 			return rc;
 		}
 		snprintf(line, sizeof(line), "X-Amz-Date: %s", sh.amz_date);
 		h = kc_append(h, line, &ok);
 		if (asprintf(&auth, "Authorization: %s", sh.authorization) < 0) {
 			explicit_bzero(&sh, sizeof(sh));
-			curl_slist_free_all(h);
+			kc_headers_free(h);
 			return -ENOMEM;
 		}
 		h = kc_append(h, auth, &ok);
@@ -273,7 +282,7 @@ kc_headers(struct kinesis_client *kc, const char *body, size_t len)
 		if (kc->cred.session_token[0] != '\0') {
 			if (asprintf(&auth, "X-Amz-Security-Token: %s", kc->cred.session_token) < 0) {
 				explicit_bzero(&sh, sizeof(sh));
-				curl_slist_free_all(h);
+				kc_headers_free(h);
 				return -ENOMEM;
 			}
 			h = kc_append(h, auth, &ok);
@@ -319,6 +328,17 @@ kinesis_client_busy(const struct kinesis_client *kc)
 	return kc->busy;
 }
 
+bool
+kinesis_client_body_sent(const struct kinesis_client *kc)
+{
+	curl_off_t up = 0;
+
+	if (!kc->busy)
+		return false;
+	curl_easy_getinfo(kc->easy, CURLINFO_SIZE_UPLOAD_T, &up);
+	return up >= (curl_off_t)kc->body_len;
+}
+
 void
 kinesis_client_abort(struct kinesis_client *kc)
 {
@@ -340,9 +360,9 @@ kc_transport_errno(CURLcode c)
 	case CURLE_COULDNT_RESOLVE_PROXY:
 		return -EHOSTUNREACH;
 	case CURLE_PEER_FAILED_VERIFICATION:
-	case CURLE_SSL_CONNECT_ERROR:
 	case CURLE_SSL_CACERT_BADFILE:
-		return -EPROTO;
+		return -EPROTO;         /* the certificate cannot be trusted: not a passing glitch */
+	case CURLE_SSL_CONNECT_ERROR:
 	case CURLE_SEND_ERROR:
 	case CURLE_RECV_ERROR:
 	case CURLE_GOT_NOTHING:

@@ -59,6 +59,9 @@ int kinesis_client_wait(struct kinesis_client *kc, struct pollfd *extra, unsigne
 /* True while a request is in flight. */
 bool kinesis_client_busy(const struct kinesis_client *kc);
 
+/* True once the whole body of the request in flight has been handed to the kernel. */
+bool kinesis_client_body_sent(const struct kinesis_client *kc);
+
 /* Abandons the request in flight (its connection is closed). */
 void kinesis_client_abort(struct kinesis_client *kc);
 

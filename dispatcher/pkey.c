@@ -30,17 +30,19 @@ scan_string(struct scan *s, const uint8_t **str, size_t *len)
 		return -EINVAL;
 	start = ++s->p;
 	while (s->p < s->end) {
-		if (*s->p == '\\') {
-			s->p += 2;
-			continue;
-		}
-		if (*s->p == '"') {
+		/* Jump to the next quote; only a backslash before it needs the slow walk. */
+		const uint8_t *q = memchr(s->p, '"', (size_t)(s->end - s->p)), *bs;
+
+		if (q == NULL)
+			return -EINVAL;
+		bs = memchr(s->p, '\\', (size_t)(q - s->p));
+		if (bs == NULL) {
 			*str = start;
-			*len = (size_t)(s->p - start);
-			s->p++;
+			*len = (size_t)(q - start);
+			s->p = q + 1;
 			return 0;
 		}
-		s->p++;
+		s->p = bs + 2;          /* skip the escape and its character, then look again */
 	}
 	return -EINVAL;
 }

@@ -218,9 +218,10 @@ reply_parse(long http_status, int transport_err, const char *transport_msg, cons
 	memset(res, 0, sizeof(*res));
 	res->http_status = http_status;
 	if (transport_err != 0 || http_status == 0) {
-		res->outcome = REPLY_RETRY;
-		snprintf(res->code, sizeof(res->code), "%s",
-		    transport_err == -ETIMEDOUT ? "Timeout" : "ConnectionError");
+		/* An untrusted certificate needs a human (KTE_CA_BUNDLE); anything else may pass. */
+		res->outcome = transport_err == -EPROTO ? REPLY_CONFIG : REPLY_RETRY;
+		snprintf(res->code, sizeof(res->code), "%s", transport_err == -ETIMEDOUT ? "Timeout" :
+		    transport_err == -EPROTO ? "TLSVerificationFailed" : "ConnectionError");
 		snprintf(res->message, sizeof(res->message), "%s",
 		    transport_msg != NULL ? transport_msg : strerror(-transport_err));
 		return;

@@ -14,7 +14,8 @@ enum reply_outcome {
 	REPLY_RETRY,            /* the whole request failed transiently: 5xx, connection, timeout */
 	REPLY_THROTTLED,        /* the whole request was throttled */
 	REPLY_EXPIRED,          /* credentials expired: reload them, re-sign, retry */
-	REPLY_CONFIG,           /* access denied, stream not found, KMS state, unknown 4xx:
+	REPLY_CONFIG,           /* access denied, stream not found, KMS state, unknown 4xx, TLS
+	                           certificate not trusted:
 	                           keep the records, open the circuit, retry much later */
 	REPLY_INVALID,          /* the request itself is invalid: retrying it cannot help */
 };

@@ -33,6 +33,7 @@ norm_arch() {
 	esac
 }
 
+[ -f controller/main.c ] || die "no controller/main.c in this tree: there is no extension executable to package yet"
 [ -z "${SAN:-}" ] || die "the layer is a release build: not with SAN=$SAN (make asan)"
 ARCH=$(norm_arch "${1:-$(uname -m)}")
 HOST_ARCH=$(norm_arch "$(uname -m)")
@@ -74,7 +75,6 @@ else
 	MAKE_ARGS=(CC="$CC" AR="${TOOL_PREFIX}ar" BUILD="$OBJ_BUILD")
 fi
 
-[ -f controller/main.c ] || die "no controller/main.c in this tree: there is no extension executable to package yet"
 # The objects: whatever `make` builds for the executable (a no-op when `make layer` just built them).
 make --no-print-directory "${MAKE_ARGS[@]}" "$OBJ_BUILD/obj/controller/main.o" "$OBJ_BUILD/libkte.a" >/dev/null
 
@@ -119,7 +119,6 @@ while ((${#queue[@]})); do
 		die "no static or shared library for -l$n ($ARCH)"
 	fi
 done
-# Static archives depend on each other in pkg-config's order; a group resolves any order.
 mkdir -p "$OBJ_BUILD/layer-obj" "$LAYER"
 STUBS_O=$OBJ_BUILD/layer-obj/curl_stubs.o
 "$CC" -std=gnu11 -O2 -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Werror -fPIC \
@@ -128,6 +127,7 @@ STUBS_O=$OBJ_BUILD/layer-obj/curl_stubs.o
 EXE=$OBJ_BUILD/layer-obj/$NAME
 rm -rf "${LAYER:?}/extensions" "${LAYER:?}/$NAME"
 mkdir -p "$LAYER/extensions" "$LAYER/$NAME/lib"
+# Static archives refer to each other in pkg-config's order, not ours: a link group resolves any order.
 if ! "$CC" -pthread -o "$EXE" \
 	-Wl,--dynamic-linker="$OPT_DIR/$LOADER" -Wl,-rpath,"$OPT_DIR" -Wl,--disable-new-dtags \
 	-Wl,--gc-sections -Wl,--as-needed -Wl,-O1 \
@@ -140,10 +140,10 @@ if ! "$CC" -pthread -o "$EXE" \
 	exit 1
 fi
 
-# Keep the symbols apart (for crash analysis), ship the stripped executable.
+# Keep the symbols apart (for crash analysis; they match the shipped executable by its build ID), ship
+# the stripped executable. No debuglink: its CRC would tie the zip to this checkout's paths.
 "${TOOL_PREFIX}objcopy" --only-keep-debug "$EXE" "$BUILD/$NAME-$ARCH.debug"
 "${TOOL_PREFIX}strip" --strip-all -o "$LAYER/extensions/$NAME" "$EXE"
-"${TOOL_PREFIX}objcopy" --add-gnu-debuglink="$BUILD/$NAME-$ARCH.debug" "$LAYER/extensions/$NAME"
 chmod 0755 "$LAYER/extensions/$NAME"
 
 # The private lib directory: the loader, then every DT_NEEDED, recursively.

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "listener/batch_split.h"
+#include "listener/intake.h"
 #include "listener_fixture.h"
 #include "notify.h"
 
@@ -233,6 +234,31 @@ split_only(const char *body, size_t len)
 	    (double)(now_mono_us() - t0), (double)(now_mono_us() - t0) / (double)n);
 }
 
+/* intake_batch alone (split + ring write, no HTTP), with the reader draining: the listener's own cost. */
+static void
+intake_only(struct listener_fixture *f, const char *body, size_t len)
+{
+	struct intake in;
+	struct intake_scratch w = { 0 };
+	struct intake_result res;
+	uint64_t lat[2000], t0 = now_mono_us();
+	size_t n = 0;
+
+	if (intake_init(&in, &f->cfg, &f->ring, f->ctl, -1, 0) != 0)
+		abort();
+	while (n < sizeof(lat) / sizeof(lat[0]) && now_mono_us() - t0 < 1000000) {
+		uint64_t a = now_mono_us();
+
+		if (intake_batch(&in, &w, (const uint8_t *)body, len, &res) != 200)
+			abort();
+		lat[n++] = now_mono_us() - a;
+	}
+	qsort(lat, n, sizeof(lat[0]), cmp_u64);
+	printf("listener: intake_batch alone (split + ring write, no HTTP): %zu batches, p50 %.0f us, "
+	    "p99 %.0f us\n", n, (double)lat[n / 2], (double)lat[n * 99 / 100]);
+	intake_scratch_cleanup(&w);
+}
+
 int
 main(void)
 {
@@ -255,6 +281,7 @@ main(void)
 	memset(&d, 0, sizeof(d));
 	d.ring = &f.ring;
 	pthread_create(&dt, NULL, drain_run, &d);
+	intake_only(&f, body, len);
 	/* Warm up: connections, worker buffers. */
 	if (run(&f, body, len, 4, 0.3) != 0)
 		rc = 1;

@@ -403,11 +403,11 @@ class Checker {
     return Object.entries(this.resources).filter(([, r]) => isObj(r) && r.Type === type);
   }
 
+  // True when v (through any Fn::If branch, or a list) is Ref name or Fn::GetAtt name.X.
   refersTo(v, name) {
-    return JSON.stringify(v).includes(JSON.stringify(name)) &&
-      branches(v).some((b) => (isObj(b) && (b.Ref === name ||
-        (Array.isArray(b['Fn::GetAtt']) && b['Fn::GetAtt'][0] === name))) ||
-        (Array.isArray(b) && b.some((x) => this.refersTo(x, name))));
+    return branches(v).some((b) => (isObj(b) && (b.Ref === name ||
+      (Array.isArray(b['Fn::GetAtt']) && b['Fn::GetAtt'][0] === name))) ||
+      (Array.isArray(b) && b.some((x) => this.refersTo(x, name))));
   }
 
   statements(doc) {

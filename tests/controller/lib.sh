@@ -81,6 +81,11 @@ child_pid() {
 	done
 }
 
+# Succeeds when a child of that role runs (for wait_for: evaluated at each poll).
+has_child() {
+	[ -n "$(child_pid "$1")" ]
+}
+
 # Waits until cmd succeeds, polling every 20 ms, at most $1 seconds.
 wait_for() {
 	local secs=$1 i

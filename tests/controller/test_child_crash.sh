@@ -13,7 +13,7 @@ kill_child() {
 	echo "  killed $role (pid $pid)"
 	wait_for 20 log_has "$role \\(pid $pid\\) killed by signal 9 \\(Killed\\); restarted as pid [0-9]+" ||
 		fail "$role (pid $pid) was not restarted"
-	wait_for 10 test -n "$(child_pid "$role")" || fail "no $role running after the restart"
+	wait_for 10 has_child $role || fail "no $role running after the restart"
 }
 
 kinesis_start

@@ -16,7 +16,7 @@ for i in 1 2 3 4 5 6; do
 	if [ $i -le 5 ]; then
 		wait_for 20 log_has "listener \\(pid $pid\\) killed by signal 9 \\(Killed\\); restarted as pid [0-9]+ \\(restart $i of 5 within 60 s\\)" ||
 			fail "listener not restarted after kill $i"
-		wait_for 10 test -n "$(child_pid listener)" || fail "no listener after restart $i"
+		wait_for 10 has_child listener || fail "no listener after restart $i"
 	else
 		wait_for 20 log_has "listener \\(pid $pid\\) killed by signal 9 \\(Killed\\); it crashed more than 5 times in 60 s: not restarting it, carrying on without it" ||
 			fail "the sixth crash did not exhaust the budget"

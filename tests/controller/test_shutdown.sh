@@ -28,14 +28,19 @@ node -e 'const s=require("net").createServer(c=>{c.on("error",()=>{});});
 	"$BH_PORT_FILE" &
 _bg_pids+=($!)
 wait_for 10 test -s "$BH_PORT_FILE" || fail "blackhole server did not start"
-sim_run --invocations 2 --log-lines 10 --interval-ms 10 --env KTE_STREAM_NAME=s \
+sim_run --invocations 4 --log-lines 10 --interval-ms 10 --env KTE_STREAM_NAME=s \
 	--env AWS_REGION=us-east-1 --env "KTE_KINESIS_ENDPOINT=http://127.0.0.1:$(cat "$BH_PORT_FILE")" \
 	--env KTE_FLUSH=end --env KTE_FLUSH_BUDGET_MS=100
 [ "$SIM_RC" -eq 0 ] || fail "blackhole: simulator exit $SIM_RC"
-sj_assert 's.invocations.completed === 2'
+sj_assert 's.invocations.completed === 4'
+# Two invocations paid the flush budget, the others did not wait.
+sj_assert 's.overhead_ms.values.filter(v => v >= 100).length === 2'
 sj_assert 's.shutdown.killed === false && s.shutdown.extensions[0].exit_status === 0'
 sj_assert 's.shutdown.extensions[0].time_to_exit_ms < s.shutdown.budget_ms'
 log_has 'WARN shutdown: NOT sent: [1-9][0-9]* events' || fail "blackhole: unsent events not reported"
+# A Kinesis that hangs without failing keeps the circuit closed: `end` stops waiting by itself.
+log_has 'flush: 2 flushes in a row over the 100 ms budget: `end` stops waiting for Kinesis' ||
+	fail "blackhole: end kept waiting for a hanging Kinesis"
 # The dispatcher giving up at its deadline is the end of its work, not a crash.
 ! log_has 'restarted as pid' || fail "blackhole: a child was restarted during shutdown"
 pass "events after SHUTDOWN shipped; exit in time even when Kinesis hangs, with the loss reported"

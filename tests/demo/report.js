@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The report at the end of `make demo`: what arrived in Kinesis against what the simulated function
 // emitted, and what the simulator measured (cold start, per-invocation overhead, memory, shutdown).
-// Usage: node report.js --summary S.json --records R.jsonl --ids IDS.txt [--layer-zip Z]
+// Usage: node report.js --summary S.json --records R.jsonl --ids IDS.txt [--dropped-ids D.txt] [--layer-zip Z]
 //   R.jsonl: tests/tools/kinesis_read.js output (--deaggregate), one Kinesis (user) record per line.
 // Exit 0 when every emitted function log line arrived, 1 otherwise.
 'use strict';
@@ -75,11 +75,16 @@ function main() {
   const seen = new Map();
   for (const { raw } of events)
     for (const m of raw.matchAll(/kte-id=([A-Za-z0-9_.:-]+)/g)) seen.set(m[1], (seen.get(m[1]) || 0) + 1);
-  const missing = emitted.filter((id) => !seen.has(id));
+  // Lines the simulator itself dropped (its buffer overflowed, as Lambda's does; reported to the
+  // extension in platform.logsDropped) cannot arrive: they are not the extension's losses.
+  const lambdaDropped = new Set(o['dropped-ids'] && fs.existsSync(o['dropped-ids'])
+    ? fs.readFileSync(o['dropped-ids'], 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ').pop()) : []);
+  const missing = emitted.filter((id) => !seen.has(id) && !lambdaDropped.has(id));
   const dups = [...seen.values()].filter((n) => n > 1).length;
   p('');
-  p(`Function log lines: emitted ${emitted.length}, arrived ${emitted.length - missing.length}, `,
-    `missing ${missing.length}, duplicated ${dups}${missing.length ? ` (first missing: ${missing.slice(0, 5).join(', ')})` : ''}`);
+  p(`Function log lines: emitted ${emitted.length}, arrived ${emitted.filter((id) => seen.has(id)).length}, `,
+    `dropped by Lambda ${lambdaDropped.size}, missing ${missing.length}, duplicated ${dups}`,
+    `${missing.length ? ` (first missing: ${missing.slice(0, 5).join(', ')})` : ''}`);
 
   // A few sample records.
   p('');

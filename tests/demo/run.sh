@@ -85,6 +85,7 @@ listener_port=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0
 "$SIM" --layer "$WORK/sim" --invocations "$INVOCATIONS" --log-lines "$LOG_LINES" --log-format json \
 	--log-bytes 160 --handler-ms 30 --interval-ms 40 --function-name kte-demo-function \
 	--summary "$OUT/summary.json" --ids "$OUT/emitted-ids.txt" --id-prefix demo- \
+	--dropped-ids "$OUT/lambda-dropped-ids.txt" \
 	--env AWS_REGION="$KINESIS_MOCK_REGION" --env KTE_STREAM_NAME="$STREAM" \
 	--env KTE_KINESIS_ENDPOINT="$KINESIS_MOCK_ENDPOINT" --env KTE_LISTENER_PORT="$listener_port" \
 	--env KTE_FLUSH="$FLUSH" --env KTE_RECORD_FORMAT="$FORMAT" \
@@ -113,6 +114,6 @@ MOCK_PID=""
 step "report"
 rc=0
 node tests/demo/report.js --summary "$OUT/summary.json" --records "$OUT/records.jsonl" \
-	--ids "$OUT/emitted-ids.txt" --layer-zip "$ZIP" || rc=$?
+	--ids "$OUT/emitted-ids.txt" --dropped-ids "$OUT/lambda-dropped-ids.txt" --layer-zip "$ZIP" || rc=$?
 info "artifacts: $OUT (summary.json, records.jsonl, emitted-ids.txt, sim.log)"
 [ "$sim_rc" -eq 0 ] && [ "$rc" -eq 0 ] || die "see above"

@@ -952,6 +952,173 @@ START_TEST(test_missing_credentials_open_circuit)
 }
 END_TEST
 
+START_TEST(test_no_destination_discards_and_counts)
+{
+	struct harness *h = h_new(NULL);
+	int64_t deadline;
+	int st;
+
+	h->cfg.shipping_enabled = false;        /* as config_load leaves it without a stream */
+	h_spawn(h);
+	h_write(h, 0, 30, 200);
+	ck_assert_int_ge(h_flush(h, 5000), 0);
+	ck_assert(h_wait_released(h, 30, 5000));
+	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.events_dropped), 30);
+	ck_assert_uint_eq(sink_requests(h->sink), 0);
+	deadline = (int64_t)now_epoch_ms() + 200;
+	atomic_store(&h->ctl->shutdown_deadline_ms, deadline);
+	notify_signal(h->fds.to_dispatcher);
+	ck_assert_int_eq(waitpid(h->pid, &st, 0), h->pid);
+	h->pid = 0;
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	h_free(h);
+}
+END_TEST
+
+/* Random partial and whole failures while events keep arriving (the next batch is prepared meanwhile). */
+static void
+script_random(struct harness *h, const struct sink_request *req, unsigned n, uint8_t *failed,
+    struct sink_reply *rep, bool *record_anyway)
+{
+	unsigned x = req->seq * 2654435761u;
+
+	(void)h;
+	(void)record_anyway;
+	if (x % 100 < 5) {
+		rep->status = 500;
+		return;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		x = x * 1103515245u + 12345u;
+		failed[i] = (x >> 16) % 100 < 10;
+	}
+}
+
+START_TEST(test_streaming_with_random_failures)
+{
+	const char *vars[] = { "KTE_RECORD_FORMAT=ndjson", "KTE_MAX_RECORD_BYTES=4096", NULL };
+	struct harness *h = h_new(vars);
+
+	h->script = script_random;
+	h_spawn(h);
+	for (unsigned i = 0; i < 20000; i += 500)
+		h_write(h, i, 500, 150 + i % 200);
+	ck_assert(h_wait_released(h, 20000, 30000));
+	assert_each_once(h, 20000);
+	ck_assert_uint_gt(atomic_load(&h->ctl->dispatcher.records_retried), 0);
+	h_free(h);
+}
+END_TEST
+
+/* ---- TLS ---- */
+
+/*
+ * A throw-away certificate for 127.0.0.1 and a Node HTTPS server answering PutRecords
+ * with success (one entry per record). Writes the certificate path into cert and
+ * returns the server's pid, its port in *port.
+ */
+static pid_t
+https_sink_start(char *dir, char *cert, size_t certlen, uint16_t *port)
+{
+	static const char js[] =
+	    "const fs=require('fs'),https=require('https');"
+	    "const d=process.argv[1];"
+	    "const s=https.createServer({key:fs.readFileSync(d+'/key.pem'),cert:fs.readFileSync(d+'/cert.pem')},"
+	    "(q,r)=>{let b=[];q.on('data',c=>b.push(c));q.on('end',()=>{"
+	    "const n=JSON.parse(Buffer.concat(b)).Records.length;"
+	    "const recs=Array.from({length:n},(_,i)=>({SequenceNumber:String(i),ShardId:'shardId-000000000000'}));"
+	    "r.writeHead(200,{'Content-Type':'application/x-amz-json-1.1'});"
+	    "r.end(JSON.stringify({FailedRecordCount:0,Records:recs}));});});"
+	    "s.listen(0,'127.0.0.1',()=>{fs.writeFileSync(d+'/port',String(s.address().port));});";
+	char cmd[1024], path[300];
+	pid_t pid;
+	FILE *f;
+	unsigned p = 0;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(cmd, sizeof(cmd), "openssl req -x509 -newkey rsa:2048 -nodes -keyout %s/key.pem -out %s/cert.pem "
+	    "-days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1", dir, dir);
+	ck_assert_msg(system(cmd) == 0, "openssl could not make a certificate");
+	snprintf(cert, certlen, "%s/cert.pem", dir);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execlp("node", "node", "-e", js, dir, (char *)NULL);
+		_exit(127);
+	}
+	snprintf(path, sizeof(path), "%s/port", dir);
+	for (int i = 0; i < 1000 && p == 0; i++) {
+		if ((f = fopen(path, "r")) != NULL) {
+			if (fscanf(f, "%u", &p) != 1)
+				p = 0;
+			fclose(f);
+		}
+		if (p == 0)
+			poll(NULL, 0, 10);
+	}
+	ck_assert_msg(p != 0, "the HTTPS sink did not start");
+	*port = (uint16_t)p;
+	return pid;
+}
+
+static void
+https_sink_stop(pid_t pid, const char *dir)
+{
+	char cmd[300];
+
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", dir);
+}
+
+static void
+run_tls(bool trust)
+{
+	char dir[] = "/tmp/kte-tls-XXXXXX", cert[300], ep[128], ca[340];
+	const char *vars[4] = { ep, NULL, NULL, NULL };
+	struct harness *h;
+	uint16_t port;
+	pid_t pid = https_sink_start(dir, cert, sizeof(cert), &port);
+
+	snprintf(ep, sizeof(ep), "KTE_KINESIS_ENDPOINT=https://127.0.0.1:%u/", port);
+	snprintf(ca, sizeof(ca), "KTE_CA_BUNDLE=%s", cert);
+	if (trust)
+		vars[1] = ca;
+	h = h_new(vars);
+	h_spawn(h);
+	h_write(h, 0, 50, 200);
+	ck_assert_int_ge(h_flush(h, 15000), 0);
+	if (trust) {
+		ck_assert(h_wait_released(h, 50, 10000));
+		ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.events_sent), 50);
+	} else {
+		/* An untrusted certificate is refused: nothing sent, the circuit opens, records kept. */
+		struct ring_stats st;
+
+		ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.events_sent), 0);
+		ck_assert_uint_eq(atomic_load(&h->ctl->kinesis_healthy), 0);
+		ring_stats(&h->ring, &st);
+		ck_assert_uint_eq(st.released_records, 0);
+	}
+	h_free(h);
+	https_sink_stop(pid, dir);
+}
+
+START_TEST(test_tls_verified_with_ca_bundle)
+{
+	run_tls(true);
+}
+END_TEST
+
+START_TEST(test_tls_untrusted_certificate_refused)
+{
+	run_tls(false);
+}
+END_TEST
+
 static Suite *
 dispatcher_suite(void)
 {
@@ -974,6 +1141,12 @@ dispatcher_suite(void)
 	tcase_add_test(tc, test_invalid_request_dropped_and_reported);
 	tcase_add_test(tc, test_too_large_dropped_and_reported);
 	tcase_add_test(tc, test_missing_credentials_open_circuit);
+	tcase_add_test(tc, test_streaming_with_random_failures);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("tls");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_tls_verified_with_ca_bundle);
+	tcase_add_test(tc, test_tls_untrusted_certificate_refused);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("control");
 	tcase_set_timeout(tc, 60);
@@ -982,6 +1155,7 @@ dispatcher_suite(void)
 	tcase_add_test(tc, test_shutdown_sends_then_waits_for_sigterm);
 	tcase_add_test(tc, test_sigkill_then_restart_resumes);
 	tcase_add_test(tc, test_exits_when_parent_dies);
+	tcase_add_test(tc, test_no_destination_discards_and_counts);
 	suite_add_tcase(s, tc);
 	return s;
 }

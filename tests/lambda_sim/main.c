@@ -917,7 +917,7 @@ static void usage(FILE *f)
 	fputs("usage: lambda-sim --layer DIR [--invocations N] [--env K=V|K ...] [--log-lines N]\n"
 	      "         [--log-bytes B|LO-HI] [--log-format text|json] [--handler-ms M] [--interval-ms M]\n"
 	      "         [--shutdown-reason spindown|timeout|failure] [--summary FILE] [--ids FILE]\n"
-	      "         [--id-prefix P] [--quiet] [--managed-instances] [--concurrency K]\n"
+	      "         [--id-prefix P] [--dropped-ids FILE] [--quiet] [--managed-instances] [--concurrency K]\n"
 	      "         [--telemetry-unsupported] [--init-timeout-ms M] [--timeout-ms M]\n"
 	      "         [--runtime-init-ms M] [--buffer-bytes B] [--port P] [--function-name N]\n"
 	      "         [--memory-mb N]\n"
@@ -942,7 +942,7 @@ static int parse_args(int argc, char **argv)
 {
 	enum { O_LAYER = 256, O_INV, O_ENV, O_LINES, O_BYTES, O_FMT, O_HANDLER, O_INTERVAL, O_REASON, O_SUMMARY,
 	       O_IDS, O_PREFIX, O_QUIET, O_MANAGED, O_CONC, O_UNSUP, O_INITTO, O_TIMEOUT, O_RTINIT, O_PORT,
-	       O_BUF, O_FNAME, O_MEM, O_HELP };
+	       O_BUF, O_FNAME, O_MEM, O_DROPPED, O_HELP };
 	static const struct option lo[] = {
 		{"layer", 1, 0, O_LAYER}, {"invocations", 1, 0, O_INV}, {"env", 1, 0, O_ENV},
 		{"log-lines", 1, 0, O_LINES}, {"log-bytes", 1, 0, O_BYTES}, {"log-format", 1, 0, O_FMT},
@@ -953,6 +953,7 @@ static int parse_args(int argc, char **argv)
 		{"init-timeout-ms", 1, 0, O_INITTO}, {"timeout-ms", 1, 0, O_TIMEOUT},
 		{"runtime-init-ms", 1, 0, O_RTINIT}, {"port", 1, 0, O_PORT}, {"buffer-bytes", 1, 0, O_BUF},
 		{"function-name", 1, 0, O_FNAME}, {"memory-mb", 1, 0, O_MEM}, {"help", 0, 0, O_HELP},
+		{"dropped-ids", 1, 0, O_DROPPED},
 		{0, 0, 0, 0}};
 	struct sim_opts *o = &g.o;
 	int c, v, bad = 0;
@@ -1017,6 +1018,7 @@ static int parse_args(int argc, char **argv)
 			break;
 		case O_SUMMARY: o->summary_path = optarg; break;
 		case O_IDS: o->ids_path = optarg; break;
+		case O_DROPPED: o->dropped_ids_path = optarg; break;
 		case O_PREFIX: o->id_prefix = optarg; break;
 		case O_QUIET: o->quiet = 1; break;
 		case O_MANAGED: o->managed = 1; break;
@@ -1082,6 +1084,13 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
+	if (g.o.dropped_ids_path) {
+		g.dropped_ids = fopen(g.o.dropped_ids_path, "we");
+		if (!g.dropped_ids) {
+			fprintf(stderr, "lambda-sim: cannot write %s: %s\n", g.o.dropped_ids_path, strerror(errno));
+			return EXIT_USAGE;
+		}
+	}
 	tel_global_init();
 	rc = api_start(g.o.port, &g.port);
 	if (rc < 0) {
@@ -1141,6 +1150,8 @@ int main(int argc, char **argv)
 	/* civetweb's mg_stop() takes up to 2 s to join its threads: the process is ending, let exit() do it */
 	if (ids_f)
 		fclose(ids_f);
+	if (g.dropped_ids)
+		fclose(g.dropped_ids);
 	if (!g.o.quiet)
 		sim_logf("done: %d/%d invocations, overhead p50 %.3f ms p99 %.3f ms, shutdown %.1f ms", completed,
 		         g.o.invocations, dlist_pct(&overhead, 50), dlist_pct(&overhead, 99), shutdown_ms_total);

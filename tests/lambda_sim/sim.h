@@ -126,6 +126,7 @@ struct sim_opts {
 	const char *shutdown_reason;
 	const char *summary_path;
 	const char *ids_path;
+	const char *dropped_ids_path;
 	const char *id_prefix;
 	int quiet;
 	int managed;
@@ -180,6 +181,7 @@ struct sim {
 	struct dlist api_lat[4];
 	const char *fail_reason;
 	char fail_buf[512];
+	FILE *dropped_ids;      /* --dropped-ids: "<extension> <id>" per function record dropped */
 	/* stderr gate so lines do not interleave */
 	pthread_mutex_t out_mu;
 };
@@ -206,21 +208,26 @@ void sim_logf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int api_start(int port, int *bound_port) __attribute__((warn_unused_result));
 
 /* telemetry.c: all called with sim.mu held unless noted. */
-void tel_emit(const char *type, json_object *record);   /* takes ownership of record */
-int tel_subscribe(struct sim_ext *e, json_object *req, char *err, size_t errlen);
-void tel_kick(void);            /* wake delivery threads (frozen/hold changed) */
-void tel_stop_all(void);        /* without sim.mu: stop and join delivery threads */
-void tel_global_init(void);
-void tel_count(const char *type);
+void tel_emit(const char *type, json_object *record);   /* emits an event now; takes ownership of record */
+/* Validates a subscribe body and creates (or updates) e's subscription and its delivery thread; returns 0,
+ * or -EINVAL with the ValidationError message in err. */
+int tel_subscribe(struct sim_ext *e, json_object *req, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+void tel_kick(void);            /* wakes delivery threads (frozen/hold changed) */
+void tel_stop_all(void);        /* without sim.mu: stops and joins the delivery threads */
+void tel_global_init(void);     /* once, before any thread: libcurl */
+void tel_count(const char *type);       /* counts an emitted event for the summary */
 
 /* proc.c */
-int proc_spawn_all(void) __attribute__((warn_unused_result));       /* with sim.mu held */
-void proc_start_threads(void);
-void proc_freeze(void);         /* with sim.mu held */
-void proc_thaw(void);           /* with sim.mu held */
-void proc_kill_group(struct sim_ext *e, int sig);
-int proc_group_alive(pid_t pgid);
-void proc_mem_sample(struct sim_mem *m);   /* without sim.mu is fine: reads /proc */
-void proc_join_threads(void);
+/* Starts every file of <layer>/extensions (sorted, in parallel, own process group, clean environment);
+ * with sim.mu held. Returns 0 or -errno (g.fail_reason set when an extension could not start). */
+int proc_spawn_all(void) __attribute__((warn_unused_result));
+void proc_start_threads(void);  /* reaper (waitpid) and output (stdout/stderr -> `extension` records) */
+void proc_freeze(void);         /* SIGSTOP every extension's process group; with sim.mu held */
+void proc_thaw(void);           /* SIGCONT them; with sim.mu held */
+void proc_kill_group(struct sim_ext *e, int sig);       /* no-op for internal extensions */
+int proc_group_alive(pid_t pgid);       /* 1 while any process of the group exists */
+void proc_mem_sample(struct sim_mem *m);   /* sums Pss/RSS/HWM of the groups from /proc; no lock needed */
+void proc_join_threads(void);   /* after tel_stop_all: joins the output thread, detaches the reaper */
 
 #endif

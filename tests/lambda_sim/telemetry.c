@@ -84,6 +84,11 @@ static void enqueue(struct sim_sub *s, const char *data, size_t len, int droppab
 	struct tl_item *it;
 
 	if (droppable && s->bytes + len > (size_t)g.o.buffer_bytes) {
+		const char *id = g.dropped_ids ? strstr(data, "kte-id=") : NULL;
+		if (id) {
+			id += 7;
+			fprintf(g.dropped_ids, "%s %.*s\n", s->ext->name, (int)strcspn(id, " \"\\"), id);
+		}
 		s->drop_records++;
 		s->drop_bytes += len;
 		s->dropped_records++;

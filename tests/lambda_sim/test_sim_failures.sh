@@ -51,7 +51,7 @@ check "delivery failures: every id delivered after retries (missing $missing)" t
 
 # a slow listener and a small buffer: records dropped, platform.logsDropped delivered
 run drop --invocations 2 --handler-ms 0 --log-lines 400 --log-bytes 1000 --buffer-bytes 65536 \
-	--ids "$T/drop.ids" --env MINI_SLOW_MS=30; RC=$?
+	--ids "$T/drop.ids" --dropped-ids "$T/drop.dropped" --env MINI_SLOW_MS=30; RC=$?
 check "drops: run completes (rc=$RC)" test "$RC" -eq 0
 check "drops: records dropped and reported" \
 	test "$(jv "$T/drop.json" 's.telemetry.logs_dropped.records > 0 && s.telemetry.logs_dropped.events > 0')" = true
@@ -63,6 +63,13 @@ ext_lines=$(jv "$T/drop.json" 's.events_emitted.extension || 0')
 # every function record is delivered or dropped; extension records (its stdout) may be dropped too
 check "drops: delivered ($delivered) + dropped ($dropped) = emitted (800 function, $ext_lines extension)" \
 	test $((delivered + dropped)) -ge 800 -a $((delivered + dropped)) -le $((800 + ext_lines))
+lost=0
+while read -r id; do
+	grep -qF "kte-id=$id " "$T/drop/telemetry.log" || grep -qx "mini $id" "$T/drop.dropped" || lost=$((lost + 1))
+done <"$T/drop.ids"
+check "drops: every id was delivered or is listed in --dropped-ids (unaccounted $lost)" test "$lost" -eq 0
+check "drops: --dropped-ids lists no delivered id" \
+	test -z "$(awk '{print "kte-id=" $2 " "}' "$T/drop.dropped" | grep -F -f - "$T/drop/telemetry.log" | head -1)"
 check "drops: batches never exceed maxBytes plus one record" \
 	test "$(jv "$T/drop.json" 's.telemetry.subscriptions[0].max_batch_bytes <= 262144 + 2000')" = true
 
@@ -98,6 +105,12 @@ mkdir -p "$T/noexec/extensions"; echo 'not a program' >"$T/noexec/extensions/bro
 "$KTE_SIM" --layer "$T/noexec" --summary "$T/noexec.json" --quiet 2>/dev/null; RC=$?
 check "non-executable extension: init fails (rc=$RC)" \
 	test "$RC" -eq 3 -a "$(jv "$T/noexec.json" '/cannot start extension broken/.test(s.reason)')" = true
+
+# --port: a port picked free at run time, passed on
+P=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close();});')
+run fixedport --port "$P"; RC=$?
+check "--port $P: the Runtime API listens there (rc=$RC)" \
+	test "$RC" -eq 0 -a "$(jv "$T/fixedport.json" 's.config.port')" = "$P"
 
 # usage errors
 "$KTE_SIM" --invocations 1 >/dev/null 2>&1; RC=$?

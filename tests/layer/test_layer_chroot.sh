@@ -8,8 +8,8 @@
 # /opt/lib in the root holds broken copies of libc, libcurl and OpenSSL, and LD_LIBRARY_PATH=/opt/lib as
 # Lambda sets it: the layer's DT_RPATH must win over them (another layer may well ship such libraries).
 #
-# Architectures: the build machine's always; arm64 on an x86_64 machine too when qemu-user-static is
-# installed and the arm64 layer builds (`make layer ARCH=arm64` installs the cross toolchain), or when
+# Architectures: the build machine's always; arm64 on an x86_64 machine too when qemu-user-static and
+# the cross toolchain are installed (`make layer ARCH=arm64` installs the latter), or when
 # KTE_LAYER_ARCHS names it explicitly (e.g. KTE_LAYER_ARCHS="x86_64 arm64").
 # Needs root (chroot); CI runs as root. Skips, saying why, when not root.
 set -uo pipefail
@@ -81,10 +81,12 @@ ARCHS=${KTE_LAYER_ARCHS:-}
 if [ -z "$ARCHS" ]; then
 	ARCHS=$HOST_ARCH
 	if [ "$HOST_ARCH" = x86_64 ]; then
-		if command -v qemu-aarch64-static >/dev/null; then
-			ARCHS="$ARCHS arm64"
-		else
+		if ! command -v qemu-aarch64-static >/dev/null; then
 			skip "arm64 under emulation: qemu-user-static is not installed"
+		elif ! command -v aarch64-linux-gnu-gcc >/dev/null; then
+			skip "arm64 under emulation: no cross toolchain yet (make layer ARCH=arm64 installs it)"
+		else
+			ARCHS="$ARCHS arm64"
 		fi
 	fi
 fi
@@ -189,6 +191,7 @@ run_arch() {
 	lport=$(free_port)
 	"$KTE_SIM" --layer "$sim" --invocations "$INVOCATIONS" --log-lines "$LOG_LINES" --log-format json \
 		--handler-ms 5 --summary "$T/summary-$arch.json" --ids "$T/ids-$arch.txt" --id-prefix "$arch-" \
+		--dropped-ids "$T/lambda-dropped-$arch.txt" \
 		--init-timeout-ms 10000 \
 		--env AWS_REGION="$KINESIS_MOCK_REGION" --env KTE_STREAM_NAME="$stream" \
 		--env KTE_KINESIS_ENDPOINT="$KINESIS_MOCK_ENDPOINT" --env KTE_LISTENER_PORT="$lport" \
@@ -230,12 +233,14 @@ run_arch() {
 	fi
 
 	local want
-	want=$(wc -l <"$T/ids-$arch.txt")
 	node tests/tools/kinesis_read.js --endpoint "$KINESIS_MOCK_ENDPOINT" --region "$KINESIS_MOCK_REGION" \
 		--stream "$stream" --deaggregate --timeout-ms 20000 >"$T/records-$arch.jsonl" 2>"$T/read-$arch.log" ||
 		bad "reading the stream back: $(tail -n 3 "$T/read-$arch.log")"
 	ids_in_stream "$T/records-$arch.jsonl" | sort -u >"$T/arrived-$arch.txt"
-	sort -u "$T/ids-$arch.txt" >"$T/emitted-$arch.txt"
+	# Lines the simulator dropped itself (buffer overflow, as Lambda does) cannot arrive.
+	touch "$T/lambda-dropped-$arch.txt"
+	sort -u "$T/ids-$arch.txt" | grep -vxFf <(awk '{print $NF}' "$T/lambda-dropped-$arch.txt") >"$T/emitted-$arch.txt"
+	want=$(wc -l <"$T/emitted-$arch.txt")
 	local missing
 	missing=$(comm -23 "$T/emitted-$arch.txt" "$T/arrived-$arch.txt" | wc -l)
 	if [ "$want" -gt 0 ] && [ "$missing" -eq 0 ]; then

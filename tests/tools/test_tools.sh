@@ -198,7 +198,7 @@ check "down/reset: the connection was accepted and reset (downResets +1)" \
 fault '{"down":false,"downMode":"refuse"}'
 # Down with downMs: comes back by itself.
 mkreq n4 pk y4
-fault '{"down":true,"downMs":1500}'
+fault '{"down":true,"downMs":6000}'
 check "down with downMs: refused at first" [ "$(send n4)" = "000 7" ]
 check "down with downMs: back up by itself" up_again
 check "records sent while down never reached the stream" bash -c "! node $T/kinesis_read.js --endpoint $KINESIS_MOCK_ENDPOINT --region $KINESIS_MOCK_REGION --stream $STREAM | grep -q '\"$(printf y1 | base64)\"\|\"$(printf y3 | base64)\"\|\"$(printf y4 | base64)\"'"

@@ -4,17 +4,28 @@
 
 #include "controller/flush.h"
 
+/* flush_on_invoke with the inputs spelled out; the last flush is taken as done. */
+static void
+invoke(struct flush_state *f, uint64_t now, bool usable, uint64_t count, bool ring_high,
+    struct flush_plan *p)
+{
+	struct flush_inputs in = { .now_ms = now, .runtime_done_usable = usable, .runtime_done_count = count,
+		.ring_high = ring_high, .last_flush_done = true };
+
+	flush_on_invoke(f, &in, p);
+}
+
 START_TEST(end_waits_only_when_runtime_done_can_come)
 {
 	struct flush_state f;
 	struct flush_plan p;
 
 	flush_init(&f, FLUSH_END, 10000);
-	flush_on_invoke(&f, 1000, true, 0, false, &p);
+	invoke(&f, 1000, true, 0, false, &p);
 	ck_assert(p.wait_runtime_done && p.wait_flush);
 	ck_assert(!p.request_flush && !p.hold_sending);
 	/* No telemetry (202, no platform type, listener given up): nothing to wait for. */
-	flush_on_invoke(&f, 2000, false, 1, false, &p);
+	invoke(&f, 2000, false, 1, false, &p);
 	ck_assert(!p.wait_runtime_done && !p.wait_flush && !p.hold_sending);
 }
 END_TEST
@@ -25,16 +36,51 @@ START_TEST(end_stops_waiting_after_a_miss_until_the_count_moves)
 	struct flush_plan p;
 
 	flush_init(&f, FLUSH_END, 10000);
-	flush_on_invoke(&f, 1000, true, 4, false, &p);
+	invoke(&f, 1000, true, 4, false, &p);
 	ck_assert(p.wait_runtime_done);
 	flush_runtime_done_missed(&f, 4);
-	flush_on_invoke(&f, 2000, true, 4, false, &p);
+	invoke(&f, 2000, true, 4, false, &p);
 	ck_assert(!p.wait_runtime_done);
-	flush_on_invoke(&f, 3000, true, 4, false, &p);
+	invoke(&f, 3000, true, 4, false, &p);
 	ck_assert(!p.wait_runtime_done);
 	/* A runtimeDone arrived since: telemetry flows again. */
-	flush_on_invoke(&f, 4000, true, 5, false, &p);
+	invoke(&f, 4000, true, 5, false, &p);
 	ck_assert(p.wait_runtime_done);
+}
+END_TEST
+
+START_TEST(end_stops_waiting_while_kinesis_is_slow)
+{
+	struct flush_state f;
+	struct flush_plan p;
+	struct flush_inputs in = { .now_ms = 1000, .runtime_done_usable = true };
+
+	flush_init(&f, FLUSH_END, 10000);
+	flush_on_invoke(&f, &in, &p);
+	ck_assert(p.wait_runtime_done && p.wait_flush);
+	/* One late flush is tolerated; FLUSH_LATE_LIMIT in a row stop the waiting. */
+	flush_end_result(&f, false);
+	in.now_ms += 100;
+	flush_on_invoke(&f, &in, &p);
+	ck_assert(p.wait_flush);
+	flush_end_result(&f, true);
+	for (int i = 0; i < FLUSH_LATE_LIMIT - 1; i++)
+		flush_end_result(&f, false);
+	in.now_ms += 100;
+	flush_on_invoke(&f, &in, &p);
+	ck_assert(p.wait_flush);
+	flush_end_result(&f, false);
+	in.now_ms += 100;
+	flush_on_invoke(&f, &in, &p);
+	ck_assert(!p.wait_runtime_done && !p.wait_flush);
+	in.now_ms += 100;
+	flush_on_invoke(&f, &in, &p);
+	ck_assert(!p.wait_flush);
+	/* The dispatcher caught up with the last request: wait again. */
+	in.last_flush_done = true;
+	in.now_ms += 100;
+	flush_on_invoke(&f, &in, &p);
+	ck_assert(p.wait_runtime_done && p.wait_flush);
 }
 END_TEST
 
@@ -45,20 +91,20 @@ START_TEST(periodic_flushes_at_most_once_per_interval)
 
 	flush_init(&f, FLUSH_PERIODIC, 5000);
 	ck_assert_int_eq(f.effective, FLUSH_PERIODIC);
-	flush_on_invoke(&f, 100000, true, 0, false, &p);
+	invoke(&f, 100000, true, 0, false, &p);
 	ck_assert(p.request_flush && p.hold_sending && !p.wait_runtime_done);
-	flush_on_invoke(&f, 101000, true, 1, false, &p);
+	invoke(&f, 101000, true, 1, false, &p);
 	ck_assert(!p.request_flush && p.hold_sending);
-	flush_on_invoke(&f, 104999, true, 2, false, &p);
+	invoke(&f, 104999, true, 2, false, &p);
 	ck_assert(!p.request_flush);
-	flush_on_invoke(&f, 105000, true, 3, false, &p);
+	invoke(&f, 105000, true, 3, false, &p);
 	ck_assert(p.request_flush);
-	flush_on_invoke(&f, 106000, true, 4, false, &p);
+	invoke(&f, 106000, true, 4, false, &p);
 	ck_assert(!p.request_flush);
 	/* A ring more than half full does not wait for the interval. */
-	flush_on_invoke(&f, 106001, true, 5, true, &p);
+	invoke(&f, 106001, true, 5, true, &p);
 	ck_assert(p.request_flush && p.hold_sending);
-	flush_on_invoke(&f, 106002, true, 6, false, &p);
+	invoke(&f, 106002, true, 6, false, &p);
 	ck_assert(!p.request_flush);
 }
 END_TEST
@@ -70,7 +116,7 @@ START_TEST(continuous_never_waits_or_holds)
 
 	flush_init(&f, FLUSH_CONTINUOUS, 5000);
 	for (int i = 0; i < 30; i++) {
-		flush_on_invoke(&f, 1000 + (uint64_t)i * 10, true, (uint64_t)i, false, &p);
+		invoke(&f, 1000 + (uint64_t)i * 10, true, (uint64_t)i, false, &p);
 		ck_assert(!p.request_flush && !p.wait_runtime_done && !p.wait_flush && !p.hold_sending);
 		ck_assert(!p.changed);
 	}
@@ -88,14 +134,14 @@ START_TEST(adaptive_starts_with_end_and_goes_continuous_when_frequent)
 	ck_assert_int_eq(f.effective, FLUSH_END);
 	/* Frequent from the start, but the warm-up keeps `end`. */
 	for (i = 1; i <= FLUSH_ADAPTIVE_WARMUP; i++, t += 100) {
-		flush_on_invoke(&f, t, true, (uint64_t)i, false, &p);
+		invoke(&f, t, true, (uint64_t)i, false, &p);
 		ck_assert_int_eq(f.effective, FLUSH_END);
 		ck_assert(p.wait_runtime_done && !p.changed);
 	}
-	flush_on_invoke(&f, t, true, (uint64_t)i, false, &p);
+	invoke(&f, t, true, (uint64_t)i, false, &p);
 	ck_assert_int_eq(f.effective, FLUSH_CONTINUOUS);
 	ck_assert(p.changed && !p.wait_runtime_done && !p.hold_sending);
-	flush_on_invoke(&f, t + 100, true, (uint64_t)i + 1, false, &p);
+	invoke(&f, t + 100, true, (uint64_t)i + 1, false, &p);
 	ck_assert(!p.changed);
 }
 END_TEST
@@ -107,7 +153,7 @@ START_TEST(adaptive_stays_end_when_infrequent)
 
 	flush_init(&f, FLUSH_ADAPTIVE, 10000);
 	for (int i = 0; i < 50; i++) {
-		flush_on_invoke(&f, 1000 + (uint64_t)i * 5000, true, (uint64_t)i, false, &p);
+		invoke(&f, 1000 + (uint64_t)i * 5000, true, (uint64_t)i, false, &p);
 		ck_assert_int_eq(f.effective, FLUSH_END);
 		ck_assert(p.wait_runtime_done);
 	}
@@ -124,24 +170,24 @@ START_TEST(adaptive_hysteresis)
 
 	flush_init(&f, FLUSH_ADAPTIVE, 10000);
 	for (i = 0; i < 20; i++, t += 200)
-		flush_on_invoke(&f, t, true, 0, false, &p);
+		invoke(&f, t, true, 0, false, &p);
 	ck_assert_int_eq(f.effective, FLUSH_CONTINUOUS);
 	/* Between the two thresholds: no flapping. */
 	for (i = 0; i < 30; i++, t += 1500) {
-		flush_on_invoke(&f, t, true, 0, false, &p);
+		invoke(&f, t, true, 0, false, &p);
 		changes += p.changed;
 	}
 	ck_assert_int_eq(changes, 0);
 	ck_assert_int_eq(f.effective, FLUSH_CONTINUOUS);
 	/* Slower than the upper threshold: back to end once the window's mean says so. */
 	for (i = 0; i < 30 && f.effective == FLUSH_CONTINUOUS; i++, t += 3000)
-		flush_on_invoke(&f, t, true, 0, false, &p);
+		invoke(&f, t, true, 0, false, &p);
 	ck_assert_int_eq(f.effective, FLUSH_END);
 	ck_assert(p.changed && p.wait_runtime_done);
 	ck_assert_uint_gt(flush_mean_interval(&f), FLUSH_ADAPTIVE_SLOW_MS);
 	/* Between the thresholds again: stays end. */
 	for (i = 0; i < 30; i++, t += 1500)
-		flush_on_invoke(&f, t, true, 0, false, &p);
+		invoke(&f, t, true, 0, false, &p);
 	ck_assert_int_eq(f.effective, FLUSH_END);
 }
 END_TEST
@@ -166,6 +212,7 @@ flush_suite(void)
 
 	tcase_add_test(tc, end_waits_only_when_runtime_done_can_come);
 	tcase_add_test(tc, end_stops_waiting_after_a_miss_until_the_count_moves);
+	tcase_add_test(tc, end_stops_waiting_while_kinesis_is_slow);
 	tcase_add_test(tc, periodic_flushes_at_most_once_per_interval);
 	tcase_add_test(tc, continuous_never_waits_or_holds);
 	tcase_add_test(tc, adaptive_starts_with_end_and_goes_continuous_when_frequent);

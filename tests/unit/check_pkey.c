@@ -39,6 +39,14 @@ START_TEST(test_scan_finds_fields)
 	ck_assert(memcmp(type, "platform.start", 14) == 0);
 	ck_assert_uint_eq(rl, 8);
 	ck_assert(memcmp(rid, "459921b5", 8) == 0);
+
+	/* Escaped backslashes right before a closing quote; an escaped quote mid-string. */
+	ev = "{\"type\":\"x\\\\\",\"m\":\"\\\\\\\"}\\\\\",\"record\":{\"requestId\":\"r\\\\\"}}";
+	ck_assert_int_eq(pkey_scan_event((const uint8_t *)ev, strlen(ev), &type, &tl, &rid, &rl), 0);
+	ck_assert_uint_eq(tl, 3);
+	ck_assert(memcmp(type, "x\\\\", 3) == 0);
+	ck_assert_uint_eq(rl, 3);
+	ck_assert(memcmp(rid, "r\\\\", 3) == 0);
 }
 END_TEST
 

@@ -133,6 +133,9 @@ START_TEST(test_transport_errors)
 	reply_parse(0, -ECONNREFUSED, NULL, NULL, NULL, 0, 1, NULL, &r);
 	ck_assert_int_eq(r.outcome, REPLY_RETRY);
 	ck_assert_str_eq(r.code, "ConnectionError");
+	reply_parse(0, -EPROTO, "SSL certificate problem: self-signed certificate", NULL, NULL, 0, 1, NULL, &r);
+	ck_assert_int_eq(r.outcome, REPLY_CONFIG);
+	ck_assert_str_eq(r.code, "TLSVerificationFailed");
 }
 END_TEST
 
