@@ -228,9 +228,18 @@ assert_run_ok() {
 
 # check_stream STREAM FORMAT [check_ids.js options...]: reads STREAM back and accounts
 # for every id of the current run; the result is in $T/$RUN.check.json.
+# Events the extension itself reported as not sent (still in the ring at the SHUTDOWN
+# deadline: kinesis-mock on a loaded 2-core machine can take seconds per request) may
+# be missing, and are noted; any other loss fails. E2E_STRICT=1 allows none.
 check_stream() {
-	local stream=$1 format=$2 n deagg=() split=()
+	local stream=$1 format=$2 n deagg=() split=() unsent allow=()
 	shift 2
+	unsent=$(ext_unsent)
+	if [ "$unsent" -gt 0 ]; then
+		[ -z "${E2E_STRICT:-}" ] || fail "the extension reported $unsent events not sent at shutdown"
+		note "NOTE: the extension reported $unsent events not sent at the SHUTDOWN deadline (allowed missing)"
+		allow=(--allow-missing "$unsent")
+	fi
 	n=$(wc -l <"$T/$RUN.ids")
 	[ "$n" -gt 0 ] || fail "the simulator emitted no ids"
 	[ "$format" = kpl ] && deagg=(--deaggregate)
@@ -239,7 +248,7 @@ check_stream() {
 	node "$TOOLS/kinesis_read.js" --endpoint "$KINESIS_MOCK_ENDPOINT" --region "$KINESIS_MOCK_REGION" \
 		--stream "$stream" "${deagg[@]}" --expect 1 --timeout-ms 30000 >"$T/$RUN.records.jsonl" ||
 		fail "could not read $stream back"
-	if ! node "$E2E/check_ids.js" --ids "$T/$RUN.ids" --actual "$T/$RUN.records.jsonl" "${split[@]}" "$@" \
+	if ! node "$E2E/check_ids.js" --ids "$T/$RUN.ids" --actual "$T/$RUN.records.jsonl" "${split[@]}" "${allow[@]}" "$@" \
 		>"$T/$RUN.check.json"; then
 		cat "$T/$RUN.check.json" >&2
 		fail "$stream: the ids read back do not account for what was emitted"
@@ -269,4 +278,11 @@ ext_lambda_dropped() {
 	local n
 	n=$(sed -nE 's/.*; ([0-9]+) dropped by Lambda \(platform.logsDropped\).*/\1/p' "$T/$RUN.log" | tail -n 1)
 	echo "${n:-0}"
+}
+
+# The extension gave its shutdown account: everything sent, or what was not (check_stream
+# then decides whether that loss is acceptable).
+assert_shutdown_account() {
+	grep -qE 'shutdown: (everything received was sent|NOT sent: )' "$T/$RUN.log" ||
+		fail "no shutdown account in the extension's log (killed before it?)"
 }

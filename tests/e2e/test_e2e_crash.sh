@@ -34,7 +34,7 @@ for combo in event:end kpl:continuous; do
 	assert_run_ok "$N"
 	[ "$(log_count 'restarted as pid')" -eq "$kills" ] || fail "expected $kills restarts in the log"
 	check_stream "c-$f" "$f" --max-duplicate-records $((KILLS * 500 + KILLS * 1000))
-	grep -q 'shutdown: everything received was sent' "$T/$RUN.log" || fail "the shutdown account is not clean"
+	assert_shutdown_account
 	note "$RUN (seed $seed): $kills kills; $(cj 'j.arrived')/$(cj 'j.emitted') ids arrived," \
 		"$(cj 'j.duplicates') duplicate events in $(cj 'j.duplicateRecords') records"
 done

@@ -26,7 +26,7 @@ sim_wait 300
 assert_run_ok "$N"
 proxy_stats
 check_stream o-fit event
-grep -q 'shutdown: everything received was sent' "$T/$RUN.log" || fail "the shutdown account is not clean"
+assert_shutdown_account
 sj_assert "j.overhead_ms.max < $OVERHEAD_MAX_MS"
 note "$RUN: $(cj 'j.arrived')/$(cj 'j.emitted') ids arrived; overhead p50 $(sj 'j.overhead_ms.p50') ms," \
 	"max $(sj 'j.overhead_ms.max') ms (budget 500)"
