@@ -30,7 +30,7 @@ pick bench_controller.sh.txt '^policy|^(end|continuous|periodic|adaptive)'
 echo "Sustained end to end (lambda-sim -> extension -> PutRecords):"
 pick bench_e2e.sh.txt ' events/s '
 echo "Ring (cross-process, 8 MiB; record bytes, writer threads, group, records/s, MB/s):"
-pick bench_ring.txt '^ +(64|512|4096) +[14] +(1|16) '
+pick bench_ring.txt '^ +record +threads|^ +(64|512|4096) +[14] +(1|16) '
 echo "Listener (HTTP -> ring):"
 pick bench_listener.txt '^listener: (1|4) client|batch_split alone' 3
 echo "Dispatcher (ring -> signed PutRecords -> local sink, 300-byte events):"
