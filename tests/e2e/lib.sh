@@ -34,8 +34,14 @@ FAULT_PROXY_PID=
 RUN=            # name of the current run; its files are $T/$RUN.*
 _bg_pids=()
 
+# PIDs of this test's extension processes (controller and children share argv[0], the
+# layer path, unique to the test), from /proc (procps may not be installed).
 ext_pids() {
-	pgrep -f "^$LAYER/extensions/$EXT_NAME" 2>/dev/null || true
+	local d cmd
+	for d in /proc/[0-9]*; do
+		cmd=$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null) || continue
+		case "$cmd" in "$LAYER/extensions/$EXT_NAME"*) echo "${d#/proc/}" ;; esac
+	done
 }
 
 cleanup() {
@@ -123,13 +129,14 @@ controller_pid() {
 	done
 }
 
-# PID of the controller's child kte-<role> (listener, dispatcher), from pgrep -P.
+# PID of the controller's child kte-<role> (listener, dispatcher): its PPid is the controller.
 child_pid() {
 	local c p
 	c=$(controller_pid)
 	[ -n "$c" ] || return 0
-	for p in $(pgrep -P "$c" 2>/dev/null || true); do
-		if [ "$(cat /proc/"$p"/comm 2>/dev/null)" = "kte-$1" ]; then
+	for p in $(ext_pids); do
+		if [ "$(cat /proc/"$p"/comm 2>/dev/null)" = "kte-$1" ] &&
+			[ "$(sed -n 's/^PPid:[[:space:]]*//p' /proc/"$p"/status 2>/dev/null)" = "$c" ]; then
 			echo "$p"
 			return 0
 		fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Crashes under load: the listener and the dispatcher are SIGKILLed at random moments,
 # three times each, in alternation, while invocations keep coming. The controller
-# restarts each (found as its children with /proc/<pid>/comm kte-listener and
+# restarts each (found as its children: PPid and /proc/<pid>/comm kte-listener and
 # kte-dispatcher); Lambda resends the batches the dead listener had not answered; the
 # new dispatcher resumes from the first record Kinesis had not acknowledged. Every id
 # arrives; duplicates are bounded by what a crash can repeat: one PutRecords request
