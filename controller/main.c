@@ -357,6 +357,9 @@ controller_subscribe(struct controller *c)
 		    "deliveries)", LISTENER_READY_TIMEOUT_MS);
 	if (!child_usable(c->listener)) {
 		log_error("listener cannot start; telemetry will NOT be received");
+		/* Nothing can reach the ring: no dispatcher, no waiting, a plain lifecycle. */
+		c->dispatcher_pending = false;
+		c->shipping = false;
 		return;
 	}
 	log_debug("+%" PRIu64 " us: listener accepting", now_mono_us() - c->t0_us);
@@ -396,7 +399,8 @@ controller_invoke(struct controller *c, const struct ext_event *ev)
 	if (!c->shipping)
 		return;
 	in.now_ms = now_mono_ms();
-	in.runtime_done_usable = controller_runtime_done_usable(c);
+	/* KTE_FLUSH_BUDGET_MS=0: no time to flush in, so nothing to wait for either. */
+	in.runtime_done_usable = controller_runtime_done_usable(c) && c->cfg.flush_budget_ms > 0;
 	in.runtime_done_count = atomic_load(&c->ctl->runtime_done_count);
 	in.ring_high = controller_ring_high(c);
 	in.last_flush_done = atomic_load(&c->ctl->flush_completed) >= c->flush_seq || ring_empty(&c->ring);
