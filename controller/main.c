@@ -217,6 +217,17 @@ cond_flushed(struct controller *c)
 	    atomic_load(&c->ctl->kinesis_healthy) == 0 || !child_usable(c->dispatcher);
 }
 
+/*
+ * Shutdown: everything is released, or nobody is left to send it. Unlike cond_flushed
+ * an open circuit does not end the wait: the dispatcher keeps retrying (at most every
+ * 100 ms) until the deadline, and Kinesis often accepts again within it.
+ */
+static bool
+cond_drained(struct controller *c)
+{
+	return ring_empty(&c->ring) || !child_usable(c->dispatcher);
+}
+
 static uint64_t report_target;
 
 static bool
@@ -524,6 +535,11 @@ controller_shutdown(struct controller *c, int64_t deadline_ms, const char *reaso
 		if (!controller_wait(c, cond_flushed, flush_until) || ring_empty(&c->ring) ||
 		    atomic_load(&c->ctl->kinesis_healthy) == 0 || !child_usable(c->dispatcher))
 			break;
+	}
+	/* Kinesis refused lately (circuit open): give the dispatcher's retries the time left. */
+	if (!ring_empty(&c->ring) && child_usable(c->dispatcher)) {
+		controller_request_flush(c);
+		controller_wait_tick(c, cond_drained, flush_until, 5);
 	}
 	now = (int64_t)now_epoch_ms();
 	stop_mono = now_mono_ms() + (uint64_t)(stop_at > now ? stop_at - now : 0);

@@ -65,6 +65,7 @@ struct dispatcher {
 
 	unsigned attempt;               /* failed sends of the current batch in a row */
 	uint64_t not_before;            /* mono ms: no request before this */
+	bool backoff_hard;              /* not_before is a circuit probe, not a retryable backoff */
 	enum reply_outcome last_outcome;
 	bool carry_valid;               /* a peeked event that did not fit the last batch */
 	struct ring_record carry;
@@ -385,6 +386,7 @@ schedule_retry(struct dispatcher *d, uint64_t min_delay)
 	if (shutting_down(d) && delay > SHUTDOWN_RETRY_MS && min_delay == 0)
 		delay = SHUTDOWN_RETRY_MS;
 	d->not_before = now_mono_ms() + delay;
+	d->backoff_hard = min_delay != 0;
 }
 
 static void
@@ -702,6 +704,9 @@ dispatcher_main(const struct dispatcher_args *a)
 			finish_shutdown(d, "shutdown deadline");
 			break;
 		}
+		/* A backoff scheduled before the deadline was set may end after it: bring it forward. */
+		if (stop != 0 && !d->backoff_hard && d->not_before > now_mono_ms() + SHUTDOWN_RETRY_MS)
+			d->not_before = now_mono_ms() + SHUTDOWN_RETRY_MS;
 		update_flush(d);
 		step_send(d);
 		update_flush(d);
