@@ -39,6 +39,11 @@ struct listener {
 
 /* How long a stopping listener waits for civetweb to wind down before leaving anyway. */
 #define LISTENER_STOP_GRACE_MS 300
+/*
+ * How long it waits for requests in flight: enough to parse and copy a batch into the
+ * ring. Not the ring-space wait: the controller SIGKILLs a child 200 ms after SIGTERM.
+ */
+#define LISTENER_STOP_WAIT_MS 50
 
 /* One per civetweb worker thread (init_thread/exit_thread), reused across requests. */
 struct worker {
@@ -393,14 +398,16 @@ kick_idle_connections(uint16_t port)
 
 /*
  * Stops the server quickly: new requests are refused, requests in flight finish
- * (bounded by wait_ms), idle keep-alive connections are closed, and mg_stop runs
- * while we connect to ourselves every 20 ms to wake civetweb's master thread, which
- * otherwise notices the stop only at the end of its 2-second poll. Returns true when
- * civetweb stopped within LISTENER_STOP_GRACE_MS; false when its threads are still
- * running (the process is about to exit, which ends them).
+ * (bounded by LISTENER_STOP_WAIT_MS), idle keep-alive connections are closed, and
+ * mg_stop runs while we connect to ourselves every 20 ms to wake civetweb's master
+ * thread, which otherwise notices the stop only at the end of its 2-second poll.
+ * A request still in flight then waits for ring space (the ring is full): it is not
+ * acknowledged, and mg_stop, which would wait for its thread, is skipped. Returns true
+ * when civetweb stopped; false when its threads are still running (the process is
+ * about to exit, which ends them; a waiting thread holds no ring reservation).
  */
 static bool
-stop_server(struct listener *l, struct mg_context *ctx, const char *addr, uint16_t port, int wait_ms)
+stop_server(struct listener *l, struct mg_context *ctx, const char *addr, uint16_t port)
 {
 	struct stopper st = { .ctx = ctx };
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST };
@@ -410,9 +417,14 @@ stop_server(struct listener *l, struct mg_context *ctx, const char *addr, uint16
 	pthread_t t;
 
 	atomic_store(&l->stopping, 1);
-	deadline = now_mono_ms() + (uint64_t)wait_ms;
+	deadline = now_mono_ms() + LISTENER_STOP_WAIT_MS;
 	while (atomic_load(&l->active) > 0 && now_mono_ms() < deadline)
 		(void)poll(NULL, 0, 2);
+	if (atomic_load(&l->active) > 0) {
+		log_warnx("%d request(s) still waiting for ring space: stopping without answering them",
+		    atomic_load(&l->active));
+		return false;
+	}
 	kick_idle_connections(port);
 
 	if (pthread_create(&t, NULL, stopper_run, &st) != 0) {
@@ -534,10 +546,10 @@ listener_run(const struct listener_args *a, int ring_wait_ms)
 	wait_for_stop(&stopset, parent);
 
 	/* In-flight requests finish (their batches reach the ring or are refused) first. */
-	if (stop_server(&l, ctx, addr, cfg->listener_port, l.intake.ring_wait_ms + 100))
+	if (stop_server(&l, ctx, addr, cfg->listener_port))
 		mg_exit_library();
 	else
-		log_warnx("civetweb did not stop within %d ms: leaving anyway", LISTENER_STOP_GRACE_MS);
+		log_warnx("civetweb did not stop: leaving anyway");
 	atomic_store(&a->ctl->listener_ready, 0);
 	rc = 0;
 	return rc;

@@ -7,9 +7,12 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -645,6 +648,97 @@ START_TEST(test_sigterm_with_idle_keepalive)
 }
 END_TEST
 
+struct waiting_post {
+	const struct listener_fixture *f;
+	const struct batch *bt;
+	atomic_int uploading;           /* the body is going out: the handler runs (it sent 100 Continue) */
+	long status;
+};
+
+static int
+waiting_post_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct waiting_post *w = ud;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	if (ulnow > 0)
+		atomic_store(&w->uploading, 1);
+	return 0;
+}
+
+static void *
+waiting_post_run(void *p)
+{
+	struct waiting_post *w = p;
+	CURL *h = curl_easy_init();
+	struct curl_slist *hdrs = curl_slist_append(NULL, "Expect: 100-continue");
+	char url[128];
+
+	snprintf(url, sizeof(url), "%s/", w->f->base);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 30000L);
+	curl_easy_setopt(h, CURLOPT_EXPECT_100_TIMEOUT_MS, 30000L);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)w->bt->len);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, w->bt->body);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, waiting_post_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, w);
+	w->status = -1;
+	if (curl_easy_perform(h) == CURLE_OK)
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &w->status);
+	curl_slist_free_all(hdrs);
+	curl_easy_cleanup(h);
+	return NULL;
+}
+
+/*
+ * SIGTERM while a request waits for ring space (the ring full at SHUTDOWN with
+ * Kinesis down): the listener must still stop at once. The controller SIGKILLs it
+ * 200 ms after SIGTERM at most; that batch cannot be made safe in time anyway.
+ */
+START_TEST(test_sigterm_while_waiting_for_ring_space)
+{
+	struct listener_fixture f;
+	struct waiting_post w = { 0 };
+	struct batch bt;
+	pthread_t t;
+	uint64_t t0;
+	int status;
+
+	lfix_init(&f);
+	f.ring_wait_ms = 10000;
+	ck_assert_int_eq(lfix_start(&f, 16384), 0);
+	batch_build(&bt, 1, 1, 20);
+	{
+		struct iovec v[20];
+
+		for (size_t j = 0; j < bt.n; j++)
+			v[j] = (struct iovec){ bt.ev[j], bt.evlen[j] };
+		while (ring_writev(&f.ring, v, bt.n) == 0)
+			;
+	}
+	w.f = &f;
+	w.bt = &bt;
+	ck_assert_int_eq(pthread_create(&t, NULL, waiting_post_run, &w), 0);
+	for (int i = 0; i < 500 && !atomic_load(&w.uploading); i++)
+		poll(NULL, 0, 10);
+	ck_assert_msg(atomic_load(&w.uploading), "the request never reached the handler");
+	t0 = now_mono_ms();
+	status = lfix_stop(&f, SIGTERM);
+	ck_assert_msg(now_mono_ms() - t0 < 1000, "the listener took %" PRIu64 " ms to stop",
+	    now_mono_ms() - t0);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	pthread_join(t, NULL);
+	ck_assert_int_ne(w.status, 200);
+	batch_free(&bt);
+	lfix_free(&f);
+}
+END_TEST
+
 START_TEST(test_exits_with_parent)
 {
 	struct listener_fixture f;
@@ -705,6 +799,7 @@ listener_suite(void)
 	tcase_add_test(tc, test_filters);
 	tcase_add_test(tc, test_restart_same_port);
 	tcase_add_test(tc, test_sigterm_with_idle_keepalive);
+	tcase_add_test(tc, test_sigterm_while_waiting_for_ring_space);
 	tcase_add_test(tc, test_exits_with_parent);
 	suite_add_tcase(s, tc);
 	return s;
