@@ -421,7 +421,7 @@ stop_server(struct listener *l, struct mg_context *ctx, const char *addr, uint16
 	while (atomic_load(&l->active) > 0 && now_mono_ms() < deadline)
 		(void)poll(NULL, 0, 2);
 	if (atomic_load(&l->active) > 0) {
-		log_warnx("%d request(s) still waiting for ring space: stopping without answering them",
+		log_warnx("%d request(s) still in flight (waiting for ring space): stopping without answering them",
 		    atomic_load(&l->active));
 		return false;
 	}
