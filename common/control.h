@@ -94,8 +94,10 @@ struct control_fds {
 /*
  * Maps a zeroed control block (MAP_SHARED | MAP_ANONYMOUS, so it survives fork) and
  * creates the eventfds. Returns the block or NULL (errno set). Free with control_free.
+ * Call before forking: the children share the block and inherit the fds.
  */
-struct control *control_new(struct control_fds *fds);
+struct control *control_new(struct control_fds *fds) __attribute__((warn_unused_result));
+/* Unmaps the block (in this process) and closes the fds, setting them to -1; NULL-safe. */
 void control_free(struct control *c, struct control_fds *fds);
 
 #endif

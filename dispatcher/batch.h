@@ -103,6 +103,7 @@ struct batch {
 /* Prepares b for cfg's format, limits and stream; pk is borrowed. Returns 0 or -ENOMEM. */
 int batch_init(struct batch *b, const struct kte_config *cfg, struct pkey_state *pk)
     __attribute__((warn_unused_result));
+/* Frees b's buffers and zeroes it (safe after a failed batch_init). */
 void batch_cleanup(struct batch *b);
 
 /* Empties b for the next request; frees buffers grown beyond keep_bytes. */

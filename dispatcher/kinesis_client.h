@@ -35,7 +35,9 @@ struct kinesis_response {
  * and .com.cn for cn- regions), finds the CA bundle and loads the credentials.
  * Returns the client or NULL (errno set); free with kinesis_client_free.
  */
-struct kinesis_client *kinesis_client_new(const struct kte_config *cfg);
+struct kinesis_client *kinesis_client_new(const struct kte_config *cfg)
+    __attribute__((warn_unused_result));
+/* Aborts a request in flight, wipes the credentials and signing key, frees kc; NULL-safe. */
 void kinesis_client_free(struct kinesis_client *kc);
 
 /* The endpoint URL in use (for log lines). */

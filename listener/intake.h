@@ -65,6 +65,7 @@ int intake_init(struct intake *in, const struct kte_config *cfg, struct ring *ri
 int intake_batch(const struct intake *in, struct intake_scratch *w, const uint8_t *body, size_t len,
     struct intake_result *res);
 
+/* Frees the scratch's buffers and zeroes it (reusable). Call from the thread that owns it. */
 void intake_scratch_cleanup(struct intake_scratch *w);
 
 #endif
