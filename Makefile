@@ -130,9 +130,14 @@ valgrind: $(UNIT_BIN)
 bench: deps
 	$(MAKE) bench-run
 
+# Each benchmark's output is also kept in $(BUILD)/bench/out/ for the one report printed at the end.
 bench-run: $(EXE) $(SIM) $(BENCH_BIN)
-	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
-	@for s in $(sort $(wildcard tests/bench/bench_*.sh)); do echo "== $$s"; bash $$s || exit 1; done
+	@mkdir -p $(BUILD)/bench/out
+	@for b in $(BENCH_BIN); do echo "== $$b"; o=$(BUILD)/bench/out/$$(basename $$b).txt; \
+	  $$b >$$o 2>&1; rc=$$?; cat $$o; [ $$rc -eq 0 ] || exit 1; done
+	@for s in $(sort $(wildcard tests/bench/bench_*.sh)); do echo "== $$s"; o=$(BUILD)/bench/out/$$(basename $$s).txt; \
+	  bash $$s >$$o 2>&1; rc=$$?; cat $$o; [ $$rc -eq 0 ] || exit 1; done
+	@bash tests/bench/report.sh $(BUILD)/bench/out
 
 # libFuzzer targets: clang, sanitizers, the library sources compiled in directly.
 FUZZ_CC   ?= clang

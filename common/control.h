@@ -42,6 +42,21 @@ struct dispatcher_counters {
 	_Atomic uint64_t wire_bytes;         /* request bytes on the wire */
 };
 
+/*
+ * The dispatcher's own drop accounting for its dropped-summary event, kept here so that
+ * a restarted dispatcher neither reports again what a delivered summary covered (the
+ * listener's and the ring's counts are cumulative in shared memory) nor forgets what it
+ * counted itself and had not reported yet. Indexed by enum drop_kind (dispatcher/
+ * dropped.h). Written only by the dispatcher, one process at a time (a restart follows
+ * the old process's death), so the fields are plain.
+ */
+#define CONTROL_DROP_KINDS 16
+struct dispatcher_drops {
+	uint64_t counted[CONTROL_DROP_KINDS];   /* drops the dispatcher counted itself */
+	uint64_t reported[CONTROL_DROP_KINDS];  /* cumulative counts the last delivered summary covered */
+	uint64_t reported_ms;                   /* epoch ms that summary was built; 0: none yet */
+};
+
 struct control {
 	uint64_t magic;
 	uint32_t version;
@@ -67,6 +82,7 @@ struct control {
 
 	struct listener_counters listener;
 	struct dispatcher_counters dispatcher;
+	struct dispatcher_drops drops;
 };
 
 /* The eventfds that go with the block; all created before fork, inherited by children. */

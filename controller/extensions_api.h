@@ -19,7 +19,7 @@
 #include "controller/http.h"
 
 #define EXT_API_BUF      65536
-#define EXT_API_TIMEOUT_MS 5000   /* for everything but event/next */
+#define EXT_API_TIMEOUT_MS 2000   /* for everything but event/next; init has 10 s in all */
 
 enum ext_event_type { EXT_EVENT_INVOKE = 1, EXT_EVENT_SHUTDOWN };
 

@@ -217,6 +217,17 @@ cond_flushed(struct controller *c)
 	    atomic_load(&c->ctl->kinesis_healthy) == 0 || !child_usable(c->dispatcher);
 }
 
+/*
+ * Shutdown: everything is released, or nobody is left to send it. Unlike cond_flushed
+ * an open circuit does not end the wait: the dispatcher keeps retrying (at most every
+ * 100 ms) until the deadline, and Kinesis often accepts again within it.
+ */
+static bool
+cond_drained(struct controller *c)
+{
+	return ring_empty(&c->ring) || !child_usable(c->dispatcher);
+}
+
 static uint64_t report_target;
 
 static bool
@@ -346,6 +357,9 @@ controller_subscribe(struct controller *c)
 		    "deliveries)", LISTENER_READY_TIMEOUT_MS);
 	if (!child_usable(c->listener)) {
 		log_error("listener cannot start; telemetry will NOT be received");
+		/* Nothing can reach the ring: no dispatcher, no waiting, a plain lifecycle. */
+		c->dispatcher_pending = false;
+		c->shipping = false;
 		return;
 	}
 	log_debug("+%" PRIu64 " us: listener accepting", now_mono_us() - c->t0_us);
@@ -385,7 +399,8 @@ controller_invoke(struct controller *c, const struct ext_event *ev)
 	if (!c->shipping)
 		return;
 	in.now_ms = now_mono_ms();
-	in.runtime_done_usable = controller_runtime_done_usable(c);
+	/* KTE_FLUSH_BUDGET_MS=0: no time to flush in, so nothing to wait for either. */
+	in.runtime_done_usable = controller_runtime_done_usable(c) && c->cfg.flush_budget_ms > 0;
 	in.runtime_done_count = atomic_load(&c->ctl->runtime_done_count);
 	in.ring_high = controller_ring_high(c);
 	in.last_flush_done = atomic_load(&c->ctl->flush_completed) >= c->flush_seq || ring_empty(&c->ring);
@@ -520,6 +535,11 @@ controller_shutdown(struct controller *c, int64_t deadline_ms, const char *reaso
 		if (!controller_wait(c, cond_flushed, flush_until) || ring_empty(&c->ring) ||
 		    atomic_load(&c->ctl->kinesis_healthy) == 0 || !child_usable(c->dispatcher))
 			break;
+	}
+	/* Kinesis refused lately (circuit open): give the dispatcher's retries the time left. */
+	if (!ring_empty(&c->ring) && child_usable(c->dispatcher)) {
+		controller_request_flush(c);
+		controller_wait_tick(c, cond_drained, flush_until, 5);
 	}
 	now = (int64_t)now_epoch_ms();
 	stop_mono = now_mono_ms() + (uint64_t)(stop_at > now ? stop_at - now : 0);

@@ -242,15 +242,22 @@ krec_new(struct batch *b, uint32_t data_len, size_t key_len, bool summary)
 	return k;
 }
 
+/* Writes the event's partition key into key (a random one if it has none); returns its length. */
+static size_t
+event_key(struct batch *b, const uint8_t *ev, size_t len, char key[PKEY_MAX + 1])
+{
+	size_t kl = pkey_for_event(b->pk, ev, len, key);
+
+	return kl != 0 ? kl : pkey_random(b->pk, key);
+}
+
 static int
 add_event(struct batch *b, const uint8_t *ev, size_t len, bool summary)
 {
 	char key[PKEY_MAX + 1];
-	size_t kl = pkey_for_event(b->pk, ev, len, key);
+	size_t kl = event_key(b, ev, len, key);
 	struct batch_krec *k;
 
-	if (kl == 0)
-		kl = pkey_random(b->pk, key);
 	if (len + kl > b->max_record)
 		return BATCH_TOO_LARGE;
 	if (b->nkrec == BATCH_MAX_RECORDS || b->kin_total + len + kl > b->max_request)
@@ -279,11 +286,9 @@ static int
 add_ndjson(struct batch *b, const uint8_t *ev, size_t len, bool summary)
 {
 	char key[PKEY_MAX + 1];
-	size_t kl = pkey_for_event(b->pk, ev, len, key);
+	size_t kl = event_key(b, ev, len, key);
 	struct batch_krec *k;
 
-	if (kl == 0)
-		kl = pkey_random(b->pk, key);
 	if (len + kl > b->max_record)
 		return BATCH_TOO_LARGE;
 	if (b->open) {

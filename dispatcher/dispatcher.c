@@ -65,6 +65,7 @@ struct dispatcher {
 
 	unsigned attempt;               /* failed sends of the current batch in a row */
 	uint64_t not_before;            /* mono ms: no request before this */
+	bool backoff_hard;              /* not_before is a circuit probe, not a retryable backoff */
 	enum reply_outcome last_outcome;
 	bool carry_valid;               /* a peeked event that did not fit the last batch */
 	struct ring_record carry;
@@ -88,6 +89,8 @@ struct dispatcher {
 
 	uint8_t status[BATCH_MAX_RECORDS];
 };
+
+_Static_assert(DROP_KINDS <= CONTROL_DROP_KINDS, "struct dispatcher_drops is too small");
 
 #define CUR(d)  (&(d)->slot[(d)->cur])
 #define NEXT(d) (&(d)->slot[(d)->cur ^ 1])
@@ -140,6 +143,7 @@ count_drop(struct dispatcher *d, enum drop_kind kind, uint64_t events, uint64_t 
 	uint64_t now = now_mono_ms();
 
 	d->local.v[kind] += events;
+	d->ctl->drops.counted[kind] = d->local.v[kind];
 	atomic_fetch_add(&d->ctl->dispatcher.events_dropped, events);
 	atomic_fetch_add(&d->ctl->dispatcher.bytes_dropped, bytes);
 	if (d->drop_log_ms == 0 || now - d->drop_log_ms >= DROP_LOG_EVERY_MS) {
@@ -182,6 +186,8 @@ summary_settled(struct dispatcher *d, const struct batch_settled *st)
 		d->summary_since_ms = d->summary_built_ms;
 		d->summary_sent_ms = now_mono_ms();
 		d->summary_pending = false;
+		memcpy(d->ctl->drops.reported, d->reported.v, sizeof(d->reported.v));
+		d->ctl->drops.reported_ms = d->summary_since_ms;
 	} else if (st->summary_dropped)
 		d->summary_pending = false;
 }
@@ -235,11 +241,26 @@ add_summary(struct dispatcher *d, struct slot *sl)
 	}
 }
 
-/* Whether new batches may be started: not while the periodic policy holds sending. */
+/* Over half full: hold_sending yields, as the controller would flush at the next INVOKE. */
+static bool
+ring_high(const struct dispatcher *d)
+{
+	struct ring_stats st;
+
+	ring_stats(d->ring, &st);
+	return st.head - st.tail > st.capacity / 2;
+}
+
+/*
+ * Whether new batches may be started: not while the periodic policy holds sending,
+ * unless the ring is over half full (during one long invocation no INVOKE comes to
+ * flush it, and a full ring makes the listener refuse batches).
+ */
 static bool
 may_fill(const struct dispatcher *d)
 {
-	if (atomic_load(&d->ctl->hold_sending) && d->flush_pending == 0 && !shutting_down(d))
+	if (atomic_load(&d->ctl->hold_sending) && d->flush_pending == 0 && !shutting_down(d) &&
+	    !ring_high(d))
 		return false;
 	return true;
 }
@@ -365,6 +386,7 @@ schedule_retry(struct dispatcher *d, uint64_t min_delay)
 	if (shutting_down(d) && delay > SHUTDOWN_RETRY_MS && min_delay == 0)
 		delay = SHUTDOWN_RETRY_MS;
 	d->not_before = now_mono_ms() + delay;
+	d->backoff_hard = min_delay != 0;
 }
 
 static void
@@ -508,18 +530,34 @@ update_flush(struct dispatcher *d)
 	notify_signal(d->fds->to_controller);
 }
 
+/*
+ * Counts the committed events not released yet by peeking them all again from the
+ * first unreleased one (the process is about to exit: the cursor no longer matters).
+ * Unlike written - released from ring_stats, this leaves out reservations of a writer
+ * that died (counted as ringAbandoned) and what a corruption skip dropped.
+ */
+static void
+count_unreleased(struct dispatcher *d, uint64_t *events, uint64_t *bytes)
+{
+	struct ring_record rec;
+
+	*events = *bytes = 0;
+	ring_rewind(d->ring);
+	while (ring_peek(d->ring, &rec) == 0) {
+		(*events)++;
+		*bytes += rec.len;
+	}
+}
+
 /* At the deadline: give up what is left, say so, and let the controller go. */
 static void
 finish_shutdown(struct dispatcher *d, const char *why)
 {
-	struct ring_stats st;
 	uint64_t left, bytes;
 
 	if (d->kc != NULL && kinesis_client_busy(d->kc))
 		kinesis_client_abort(d->kc);
-	ring_stats(d->ring, &st);
-	left = st.written_records > st.released_records ? st.written_records - st.released_records : 0;
-	bytes = st.written_bytes > st.released_bytes ? st.written_bytes - st.released_bytes : 0;
+	count_unreleased(d, &left, &bytes);
 	if (left > 0) {
 		atomic_fetch_add(&d->ctl->dispatcher.events_dropped, left);
 		atomic_fetch_add(&d->ctl->dispatcher.bytes_dropped, bytes);
@@ -626,7 +664,10 @@ dispatcher_main(const struct dispatcher_args *a)
 	d->ring = a->ring;
 	d->ctl = a->ctl;
 	d->fds = a->fds;
-	d->summary_since_ms = now_epoch_ms();
+	/* A restart carries on with the drop accounting of the process before it. */
+	memcpy(d->local.v, d->ctl->drops.counted, sizeof(d->local.v));
+	memcpy(d->reported.v, d->ctl->drops.reported, sizeof(d->reported.v));
+	d->summary_since_ms = d->ctl->drops.reported_ms != 0 ? d->ctl->drops.reported_ms : now_epoch_ms();
 	backoff_rng_init(&d->rng);
 	pkey_init(&d->pk, a->cfg, getenv("AWS_LAMBDA_FUNCTION_NAME"));
 	for (int i = 0; i < 2; i++)
@@ -663,6 +704,9 @@ dispatcher_main(const struct dispatcher_args *a)
 			finish_shutdown(d, "shutdown deadline");
 			break;
 		}
+		/* A backoff scheduled before the deadline was set may end after it: bring it forward. */
+		if (stop != 0 && !d->backoff_hard && d->not_before > now_mono_ms() + SHUTDOWN_RETRY_MS)
+			d->not_before = now_mono_ms() + SHUTDOWN_RETRY_MS;
 		update_flush(d);
 		step_send(d);
 		update_flush(d);

@@ -243,6 +243,22 @@ kc_append(struct curl_slist *l, const char *h, bool *ok)
 	return n != NULL ? n : l;
 }
 
+/* Appends "name: value" for a secret value: the formatted copy is wiped before it is freed. */
+static struct curl_slist *
+kc_append_secret(struct curl_slist *l, const char *name, const char *value, bool *ok)
+{
+	char *line;
+
+	if (asprintf(&line, "%s: %s", name, value) < 0) {
+		*ok = false;
+		return l;
+	}
+	l = kc_append(l, line, ok);
+	explicit_bzero(line, strlen(line));
+	free(line);
+	return l;
+}
+
 /* Builds this request's headers, signed for now. */
 static int
 kc_headers(struct kinesis_client *kc, const char *body, size_t len)
@@ -250,49 +266,32 @@ kc_headers(struct kinesis_client *kc, const char *body, size_t len)
 	char line[CONFIG_STR_MAX + 64];
 	bool ok = true;
 	struct curl_slist *h = NULL;
+	struct sigv4_kinesis_headers sh;
+	int rc;
 
 	kc_headers_free(kc->headers);
 	kc->headers = NULL;
+	rc = sigv4_sign_kinesis(&kc->cache, &kc->cred, kc->region, kc->host, KC_TARGET, body, len,
+	    time(NULL), &sh);
+	if (rc < 0)
+		return rc;
 	snprintf(line, sizeof(line), "Host: %s", kc->host);
 	h = kc_append(h, line, &ok);
 	h = kc_append(h, "Content-Type: application/x-amz-json-1.1", &ok);
 	h = kc_append(h, "X-Amz-Target: " KC_TARGET, &ok);
 	h = kc_append(h, "Expect:", &ok);   /* no 100-continue round trip for large bodies */
-	{
-		struct sigv4_kinesis_headers sh;
-		char *auth;
-		int rc;
-
-		rc = sigv4_sign_kinesis(&kc->cache, &kc->cred, kc->region, kc->host, KC_TARGET, body, len,
-		    time(NULL), &sh);
-		if (rc < 0) {
-			kc_headers_free(h);
-			return rc;
-		}
-		snprintf(line, sizeof(line), "X-Amz-Date: %s", sh.amz_date);
-		h = kc_append(h, line, &ok);
-		if (asprintf(&auth, "Authorization: %s", sh.authorization) < 0) {
-			explicit_bzero(&sh, sizeof(sh));
-			kc_headers_free(h);
-			return -ENOMEM;
-		}
-		h = kc_append(h, auth, &ok);
-		explicit_bzero(auth, strlen(auth));
-		free(auth);
-		if (kc->cred.session_token[0] != '\0') {
-			if (asprintf(&auth, "X-Amz-Security-Token: %s", kc->cred.session_token) < 0) {
-				explicit_bzero(&sh, sizeof(sh));
-				kc_headers_free(h);
-				return -ENOMEM;
-			}
-			h = kc_append(h, auth, &ok);
-			explicit_bzero(auth, strlen(auth));
-			free(auth);
-		}
-		explicit_bzero(&sh, sizeof(sh));
+	snprintf(line, sizeof(line), "X-Amz-Date: %s", sh.amz_date);
+	h = kc_append(h, line, &ok);
+	h = kc_append_secret(h, "Authorization", sh.authorization, &ok);
+	if (kc->cred.session_token[0] != '\0')
+		h = kc_append_secret(h, "X-Amz-Security-Token", kc->cred.session_token, &ok);
+	explicit_bzero(&sh, sizeof(sh));
+	if (!ok) {
+		kc_headers_free(h);
+		return -ENOMEM;
 	}
 	kc->headers = h;
-	return ok ? 0 : -ENOMEM;
+	return 0;
 }
 
 int

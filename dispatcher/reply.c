@@ -141,6 +141,21 @@ all_accepted(const char *body, size_t len)
 	return p + 1 < end && p[0] == '0' && (p[1] == ',' || p[1] == '}' || p[1] == ' ');
 }
 
+/*
+ * Copies the first line of a message from Kinesis (at most n bytes): a log line is
+ * one line, and what AWS writes after a line break of a signature error is the
+ * canonical request it expected, which holds the x-amz-security-token value.
+ */
+static void
+message_line(struct reply_result *res, const char *msg, size_t n)
+{
+	size_t len = 0;
+
+	while (len < n && msg[len] != '\0' && msg[len] != '\n' && msg[len] != '\r')
+		len++;
+	snprintf(res->message, sizeof(res->message), "%.*s", (int)len, msg);
+}
+
 static void
 parse_success(const char *body, size_t len, unsigned n, uint8_t *status, struct reply_result *res)
 {
@@ -178,7 +193,7 @@ parse_success(const char *body, size_t len, unsigned n, uint8_t *status, struct 
 		if (res->code[0] == '\0' || (!thr && code_thr)) {
 			msg = member_string(rec, "ErrorMessage");
 			snprintf(res->code, sizeof(res->code), "%s", code);
-			snprintf(res->message, sizeof(res->message), "%s", msg != NULL ? msg : "");
+			message_line(res, msg != NULL ? msg : "", SIZE_MAX);
 			code_thr = thr;
 		}
 	}
@@ -203,9 +218,9 @@ parse_error(const char *error_type, const char *body, size_t len, struct reply_r
 	if (msg == NULL)
 		msg = member_string(root, "Message");
 	if (msg != NULL)
-		snprintf(res->message, sizeof(res->message), "%s", msg);
+		message_line(res, msg, SIZE_MAX);
 	else if (root == NULL && body != NULL && len > 0)
-		snprintf(res->message, sizeof(res->message), "%.*s", (int)(len < 200 ? len : 200), body);
+		message_line(res, body, len < 200 ? len : 200);
 	if (root != NULL)
 		json_object_put(root);
 	res->outcome = reply_classify(res->code, res->http_status);

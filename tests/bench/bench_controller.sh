@@ -14,10 +14,23 @@
 # the extension's, plus one `end` row against kinesis-mock (tens of ms per request).
 # Knobs: BENCH_INVOCATIONS (200), BENCH_INTERVAL_MS (20), BENCH_LOG_LINES (10),
 #        COLD_RUNS (15), BENCH_BUFFER_TIMEOUT_MS (25, the Telemetry API minimum),
-#        BENCH_COLD_ONLY=1 (stop after the cold start figure).
+#        BENCH_COLD_ONLY=1 (stop after the cold start figure), BENCH_LAYER=1 (the layer build,
+#        x86_64 only).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../controller/lib.sh"
+
+# BENCH_LAYER=1: measure the layer's executable (make layer: libcurl and OpenSSL linked
+# statically) started through the layer's own loader, as the demo does outside a chroot.
+if [ -n "${BENCH_LAYER:-}" ]; then
+	make -s -C "$KTE_ROOT" layer >"$T/layer.log" 2>&1 || { tail "$T/layer.log"; fail "make layer failed"; }
+	lib=$KTE_ROOT/build/layer/$EXT_NAME/lib
+	rm -f "$LAYER/extensions/$EXT_NAME"
+	printf '#!/bin/sh\nexec %s/ld-linux-x86-64.so.2 --library-path %s %s/build/layer/extensions/%s\n' \
+		"$lib" "$lib" "$KTE_ROOT" "$EXT_NAME" >"$LAYER/extensions/$EXT_NAME"
+	chmod 755 "$LAYER/extensions/$EXT_NAME"
+	echo "extension: the layer build, through its own loader (a /bin/sh launcher adds its exec)"
+fi
 
 INV=${BENCH_INVOCATIONS:-200}
 INTERVAL=${BENCH_INTERVAL_MS:-20}

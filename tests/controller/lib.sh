@@ -65,9 +65,15 @@ free_port() {
 	node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close();});'
 }
 
-# PIDs of this test's extension processes (controller and children share argv[0]).
+# PIDs of this test's extension processes (controller and children share argv[0],
+# which holds this test's unique layer path). Reads /proc: no procps needed.
 ext_pids() {
-	pgrep -f "^$LAYER/extensions/$EXT_NAME" 2>/dev/null || true
+	local d arg0
+	for d in /proc/[0-9]*; do
+		arg0=
+		{ IFS= read -r -d '' arg0 <"$d/cmdline"; } 2>/dev/null || true
+		[ "$arg0" != "$LAYER/extensions/$EXT_NAME" ] || echo "${d#/proc/}"
+	done
 }
 
 # PID of the child whose /proc comm is kte-<role> (listener, dispatcher), or nothing.

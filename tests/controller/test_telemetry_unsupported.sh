@@ -10,8 +10,8 @@ sim_run --invocations 4 --interval-ms 20 --telemetry-unsupported --env KTE_STREA
 sj_assert 's.invocations.completed === 4 && s.errors.init.length === 0'
 log_has 'telemetry API not supported here \(202' || fail "no log line for the 202"
 # Nothing to wait for: no invocation waited for a runtimeDone until its deadline.
-sj_assert 's.overhead_ms.max < 50'
+sj_assert 's.overhead_ms.p50 < 5 && s.overhead_ms.max < 500'
 ! log_has 'runtimeDone did not arrive' || fail "waited for a runtimeDone that cannot come"
 sj_assert 's.shutdown.killed === false && s.shutdown.extensions[0].exit_status === 0'
-sj_assert 's.shutdown.extensions[0].time_to_exit_ms < 500'
+sj_assert 's.shutdown.extensions[0].time_to_exit_ms < 1000'
 pass "202 logged, lifecycle unaffected"

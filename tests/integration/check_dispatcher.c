@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -539,8 +540,10 @@ START_TEST(test_whole_request_failures_retry)
 	ck_assert(h_wait_released(h, 300, 20000));
 	assert_each_once(h, 300);
 	assert_ring_drained(h, 300);
-	ck_assert_uint_eq(h->nreq, 7);
-	for (int i = 0; i < 7; i++) {
+	/* 7, or 8 when libcurl resent on the dropped connection (see below). */
+	ck_assert_uint_ge(h->nreq, 7);
+	ck_assert_uint_le(h->nreq, 8);
+	for (unsigned i = 0; i < h->nreq; i++) {
 		ck_assert_uint_eq(h->req_nrec[i], 300);                 /* the same batch each time */
 		ck_assert_uint_eq(h->released_at_request[i], 0);        /* nothing released before */
 	}
@@ -683,6 +686,14 @@ START_TEST(test_invalid_request_dropped_and_reported)
 	h_write(h, 200, 200, 200);
 	ck_assert(h_wait_released(h, 400, 10000));
 	ck_assert_int_ge(h_flush(h, 10000), 0);
+	/* The summary goes out once the circuit closed again: the flush need not wait for it. */
+	for (int i = 0; i < 500 && summary[0] == '\0'; i++) {
+		memset(counts, 0, sizeof(counts));
+		h_events(h, counts, 400, summary, sizeof(summary));
+		if (summary[0] == '\0')
+			poll(NULL, 0, 10);
+	}
+	memset(counts, 0, sizeof(counts));
 	ck_assert_uint_eq(h_events(h, counts, 400, summary, sizeof(summary)), 200);
 	for (unsigned i = 200; i < 400; i++)
 		ck_assert_uint_eq(counts[i], 1);
@@ -755,6 +766,27 @@ script_always_500(struct harness *h, const struct sink_request *req, unsigned n,
 	rep->delay_ms = 30;
 }
 
+/*
+ * Under the periodic policy the controller asks for a flush only when an invocation
+ * starts. During one long invocation the ring must not fill up behind hold_sending
+ * (the listener would answer 503 until Lambda gives up): past half full, it is sent.
+ */
+START_TEST(test_hold_sending_yields_to_a_filling_ring)
+{
+	const char *vars[] = { "KTE_RING_BYTES=256K", NULL };
+	struct harness *h = h_new(vars);
+
+	atomic_store(&h->ctl->hold_sending, 1);
+	h_spawn(h);
+	h_write(h, 0, 160, 1000);                           /* about 62% of the ring */
+	ck_assert_msg(h_wait_released(h, 1, 5000), "nothing sent with the ring over half full");
+	ck_assert_uint_eq(atomic_load(&h->ctl->flush_requested), 0);
+	ck_assert_int_ge(h_flush(h, 10000), 0);
+	assert_each_once(h, 160);
+	h_free(h);
+}
+END_TEST
+
 START_TEST(test_shutdown_deadline_counts_leftovers)
 {
 	struct harness *h = h_new(NULL);
@@ -799,7 +831,119 @@ START_TEST(test_shutdown_sends_then_waits_for_sigterm)
 }
 END_TEST
 
+/*
+ * A listener that died between reserving and committing leaves a record the ring
+ * counts as written and abandoned, never as released (ring_recover turns it into a
+ * skipped one). At shutdown the dispatcher must not count it again as an event it
+ * failed to deliver: the summary already reports it as ringAbandoned.
+ */
+START_TEST(test_shutdown_leftovers_exclude_abandoned)
+{
+	struct harness *h = h_new(NULL);
+	struct ring_stats st;
+	pid_t w;
+	int ws;
+
+	h_spawn(h);
+	h_write(h, 0, 10, 200);
+	w = fork();
+	ck_assert_int_ge(w, 0);
+	if (w == 0) {
+		/* Dies of SIGSEGV copying the second payload, after the group was reserved. */
+		static const char ev[] = "{\"type\":\"function\",\"record\":{\"seq\":10}}";
+		void *bad = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		struct iovec v[2] = { { (void *)(uintptr_t)ev, sizeof(ev) - 1 }, { bad, 300 } };
+
+		(void)!ring_writev(&h->ring, v, 2);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(w, &ws, 0), w);
+	ck_assert(WIFSIGNALED(ws));
+	ck_assert_uint_eq(ring_recover(&h->ring, w), 1);
+	h_write(h, 11, 10, 200);
+	ck_assert_int_ge(h_flush(h, 10000), 0);
+	ck_assert(h_wait_released(h, 21, 5000));
+	ring_stats(&h->ring, &st);
+	ck_assert(ring_empty(&h->ring));
+	ck_assert_uint_eq(st.abandoned_records, 1);
+
+	atomic_store(&h->ctl->shutdown_deadline_ms, (int64_t)now_epoch_ms() + 3000);
+	ck_assert_int_eq(WEXITSTATUS(h_stop_dispatcher(h)), 0);
+	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.events_dropped), 0);
+	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.bytes_dropped), 0);
+	assert_each_once(h, 21);
+	h_free(h);
+}
+END_TEST
+
 /* ---- restarts ---- */
+
+/* Summaries accepted so far, and the sum of one field over them. */
+static unsigned
+h_summaries(struct harness *h, const char *field, uint64_t *sum)
+{
+	char pat[64];
+	unsigned n = 0;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", field);
+	*sum = 0;
+	pthread_mutex_lock(&h->lock);
+	for (size_t i = 0; i < h->nacc; i++) {
+		const char *p = h->acc[i].data, *f;
+
+		if (strstr(p, "extension.kte.dropped") == NULL)
+			continue;
+		n++;
+		if ((f = strstr(p, pat)) != NULL)
+			*sum += strtoull(f + strlen(pat), NULL, 10);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return n;
+}
+
+/*
+ * A restarted dispatcher reports only drops not yet delivered: the listener's counts
+ * live in shared memory, so a fresh baseline would report them all again; and its own
+ * counts (too large here) survive the restart instead of being forgotten.
+ */
+START_TEST(test_restart_does_not_repeat_summary)
+{
+	const char *vars[] = { "KTE_MAX_RECORD_BYTES=1024", NULL };
+	struct harness *h = h_new(vars);
+	uint64_t sum;
+
+	atomic_store(&h->ctl->listener.bad_request, 3);
+	h_spawn(h);
+	h_write(h, 0, 10, 200);
+	ck_assert_int_ge(h_flush(h, 10000), 0);
+	ck_assert(h_wait_released(h, 10, 5000));
+	ck_assert_uint_eq(h_summaries(h, "listenerBadRequest", &sum), 1);
+	ck_assert_uint_eq(sum, 3);
+
+	/* One event too large, counted by the dispatcher; then it dies before reporting it. */
+	atomic_store(&h->ctl->hold_sending, 1);
+	h_write(h, 10, 1, 2000);
+	for (int i = 0; i < 500 && atomic_load(&h->ctl->dispatcher.events_dropped) == 0; i++) {
+		atomic_fetch_add(&h->ctl->flush_requested, 1);
+		notify_signal(h->fds.to_dispatcher);
+		poll(NULL, 0, 10);
+	}
+	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.events_dropped), 1);
+	h_stop_dispatcher(h);
+	atomic_store(&h->ctl->hold_sending, 0);
+
+	h_spawn(h);
+	h_write(h, 11, 10, 200);
+	ck_assert_int_ge(h_flush(h, 10000), 0);
+	ck_assert(h_wait_released(h, 21, 5000));
+	ck_assert_int_ge(h_flush(h, 10000), 0);
+	h_summaries(h, "listenerBadRequest", &sum);
+	ck_assert_msg(sum == 3, "listenerBadRequest reported %" PRIu64 " times in all, not 3", sum);
+	h_summaries(h, "eventsTooLarge", &sum);
+	ck_assert_msg(sum == 1, "eventsTooLarge reported %" PRIu64 " in all, not 1", sum);
+	h_free(h);
+}
+END_TEST
 
 static void
 script_hang_first(struct harness *h, const struct sink_request *req, unsigned n, uint8_t *failed,
@@ -1151,9 +1295,12 @@ dispatcher_suite(void)
 	tc = tcase_create("control");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_hold_sending_until_flush);
+	tcase_add_test(tc, test_hold_sending_yields_to_a_filling_ring);
 	tcase_add_test(tc, test_shutdown_deadline_counts_leftovers);
 	tcase_add_test(tc, test_shutdown_sends_then_waits_for_sigterm);
+	tcase_add_test(tc, test_shutdown_leftovers_exclude_abandoned);
 	tcase_add_test(tc, test_sigkill_then_restart_resumes);
+	tcase_add_test(tc, test_restart_does_not_repeat_summary);
 	tcase_add_test(tc, test_exits_when_parent_dies);
 	tcase_add_test(tc, test_no_destination_discards_and_counts);
 	suite_add_tcase(s, tc);

@@ -290,6 +290,14 @@ static json_object *function_record(const char *tm, const char *req, const char 
 static void emit_function_log(int inv, int n, const char *req)
 {
 	size_t want = g.o.log_bytes > 0 ? (size_t)g.o.log_bytes : 0, base;
+	if (g.o.log_bytes_max > g.o.log_bytes) {
+		/* --log-bytes LO-HI: a size picked per record, reproducibly, from (inv, n) */
+		uint32_t h = (uint32_t)inv * 2654435761u ^ (uint32_t)n * 2246822519u;
+		h ^= h >> 15;
+		h *= 2246822519u;
+		h ^= h >> 13;
+		want = (size_t)g.o.log_bytes + h % (uint32_t)(g.o.log_bytes_max - g.o.log_bytes + 1);
+	}
 	char id[96], tm[40];
 	json_object *r;
 
@@ -732,6 +740,7 @@ static int write_summary(int code, const char *reason)
 	json_object_object_add(o, "interval_ms", json_object_new_int(g.o.interval_ms));
 	json_object_object_add(o, "log_lines", json_object_new_int(g.o.log_lines));
 	json_object_object_add(o, "log_bytes", json_object_new_int(g.o.log_bytes));
+	json_object_object_add(o, "log_bytes_max", json_object_new_int(g.o.log_bytes_max));
 	json_object_object_add(o, "log_format", json_object_new_string(g.o.log_json ? "json" : "text"));
 	json_object_object_add(s, "config", o);
 
@@ -906,7 +915,7 @@ static int write_summary(int code, const char *reason)
 static void usage(FILE *f)
 {
 	fputs("usage: lambda-sim --layer DIR [--invocations N] [--env K=V|K ...] [--log-lines N]\n"
-	      "         [--log-bytes B] [--log-format text|json] [--handler-ms M] [--interval-ms M]\n"
+	      "         [--log-bytes B|LO-HI] [--log-format text|json] [--handler-ms M] [--interval-ms M]\n"
 	      "         [--shutdown-reason spindown|timeout|failure] [--summary FILE] [--ids FILE]\n"
 	      "         [--id-prefix P] [--dropped-ids FILE] [--quiet] [--managed-instances] [--concurrency K]\n"
 	      "         [--telemetry-unsupported] [--init-timeout-ms M] [--timeout-ms M]\n"
@@ -978,7 +987,22 @@ static int parse_args(int argc, char **argv)
 				o->region = optarg + 11;
 			break;
 		case O_LINES: bad |= parse_int(optarg, 0, 1000000, &o->log_lines); break;
-		case O_BYTES: bad |= parse_int(optarg, 0, 262144, &o->log_bytes); break; /* Lambda's line limit */
+		case O_BYTES: { /* B or LO-HI; 256 KiB is Lambda's line limit */
+			char lo_s[16];
+			const char *dash = strchr(optarg, '-');
+			if (dash && (size_t)(dash - optarg) < sizeof(lo_s)) {
+				memcpy(lo_s, optarg, (size_t)(dash - optarg));
+				lo_s[dash - optarg] = '\0';
+				bad |= parse_int(lo_s, 0, 262144, &o->log_bytes);
+				bad |= parse_int(dash + 1, 0, 262144, &o->log_bytes_max);
+				bad |= o->log_bytes_max < o->log_bytes;
+			} else {
+				bad |= dash != NULL;
+				bad |= parse_int(optarg, 0, 262144, &o->log_bytes);
+				o->log_bytes_max = o->log_bytes;
+			}
+			break;
+		}
 		case O_FMT:
 			if (!strcmp(optarg, "json"))
 				o->log_json = 1;

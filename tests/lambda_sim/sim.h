@@ -119,6 +119,7 @@ struct sim_opts {
 	int nenv;
 	int log_lines;
 	int log_bytes;
+	int log_bytes_max;     /* --log-bytes LO-HI: sizes spread over [log_bytes, log_bytes_max] */
 	int log_json;
 	int handler_ms;
 	int interval_ms;

@@ -141,7 +141,7 @@ async function main(argv) {
 }
 
 if (require.main === module) {
-  main(process.argv.slice(2)).then((rc) => process.exit(rc), (e) => {
+  main(process.argv.slice(2)).then((rc) => process.stdout.write('', () => process.exit(rc)), (e) => {
     process.stderr.write(`kinesis_client: ${e.message}\n`);
     process.exit(1);
   });

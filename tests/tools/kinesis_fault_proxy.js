@@ -51,8 +51,11 @@
  *   validation,notfound,accessdenied,reset,dropReply,partialRequests,downResets},
  *   records{received, forwarded, acceptedUpstream, failedUpstream, injectedFailed,
  *   rejectedWhole (in requests answered with an injected error or reset), ackDropped
- *   (accepted upstream but the reply was dropped: may legitimately arrive twice)},
- *   upstreamErrors, latencyApplied, seed.
+ *   (accepted upstream but the reply was dropped, or the client connection was reset
+ *   while upstream wrote them, e.g. by going down: may legitimately arrive twice)},
+ *   upstreamErrors, latencyApplied, seed, amzDate{checked, missing, maxSkewMs, last,
+ *   lastSkewMs} (X-Amz-Date of the requests to `targets` minus their arrival time: a
+ *   request signed before a freeze and sent after it shows the frozen time).
  *
  * Example:
  *   read -r PORT CPORT < <(node tests/tools/kinesis_fault_proxy.js --upstream "$EP" & echo) ...
@@ -92,6 +95,9 @@ function zeroStats(seed) {
     records: { received: 0, forwarded: 0, acceptedUpstream: 0, failedUpstream: 0, injectedFailed: 0,
       rejectedWhole: 0, ackDropped: 0 },
     upstreamErrors: 0, latencyApplied: 0, seed,
+    /* X-Amz-Date of requests to `targets` against the arrival time: a request signed
+     * before a long freeze and sent after it shows the freeze as skew. */
+    amzDate: { checked: 0, missing: 0, maxSkewMs: 0, last: null, lastSkewMs: null },
   };
 }
 
@@ -291,6 +297,18 @@ function chooseAction() {
   return 'ok';
 }
 
+/* X-Amz-Date is YYYYMMDD'T'HHMMSS'Z' (SigV4): records how far it is from now. */
+function noteAmzDate(v) {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(v);
+  if (!m) { stats.amzDate.missing++; return; }
+  const t = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]);
+  const skew = Date.now() - t;
+  stats.amzDate.checked++;
+  stats.amzDate.last = v;
+  stats.amzDate.lastSkewMs = skew;
+  if (Math.abs(skew) > Math.abs(stats.amzDate.maxSkewMs)) stats.amzDate.maxSkewMs = skew;
+}
+
 function countRecords(json) {
   if (json && Array.isArray(json.Records)) return json.Records.length;
   if (json && json.Data !== undefined) return 1;         /* PutRecord */
@@ -308,7 +326,10 @@ async function handleData(req, res, body) {
     try { json = JSON.parse(body.toString('utf8')); } catch (e) { json = null; }
   }
   const nrec = countRecords(json);
-  if (faulty) stats.records.received += nrec;
+  if (faulty) {
+    stats.records.received += nrec;
+    noteAmzDate(String(req.headers['x-amz-date'] || ''));
+  }
 
   if (faulty && cfg.latencyMs > 0) {
     stats.latencyApplied++;
@@ -363,7 +384,8 @@ async function passThrough(req, res, body, nrec, dropReply = false) {
     log(`upstream: ${e.message}`);
     return resetSocket(req.socket);
   }
-  accountUpstream(up, nrec, dropReply);
+  /* The client connection may have been reset meanwhile (going down): its ack is lost too. */
+  accountUpstream(up, nrec, dropReply || req.socket.destroyed);
   if (dropReply) { stats.injected.dropReply++; return resetSocket(req.socket); }
   return relay(res, up);
 }
@@ -401,7 +423,7 @@ async function partial(req, res, json, codes, nfail, dropReply) {
       log(`upstream: ${e.message}`);
       return resetSocket(req.socket);
     }
-    accountUpstream(up, keep.length, dropReply);
+    accountUpstream(up, keep.length, dropReply || req.socket.destroyed);
     if (dropReply) { stats.injected.dropReply++; return resetSocket(req.socket); }
     if (up.status !== 200) return relay(res, up);     /* whole subset failed: pass the error on */
     let b;

@@ -114,7 +114,8 @@ async function main() {
   return total >= o.expect ? 0 : 3;
 }
 
-main().then((rc) => process.exit(rc), (e) => {
+// Exit only once stdout is drained: process.exit() may cut a large output written to a pipe.
+main().then((rc) => process.stdout.write('', () => process.exit(rc)), (e) => {
   process.stderr.write(`kinesis_read: ${e.message}\n`);
   process.exit(1);
 });

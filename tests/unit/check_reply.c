@@ -139,6 +139,32 @@ START_TEST(test_transport_errors)
 }
 END_TEST
 
+/*
+ * AWS answers a bad signature with the canonical request it expected, after a blank
+ * line: it holds the x-amz-security-token value. The message kept for the log must be
+ * one line, without it (the same for per-record messages and non-JSON bodies).
+ */
+START_TEST(test_message_one_line_without_canonical_request)
+{
+	static const char body[] = "{\"__type\":\"InvalidSignatureException\",\"message\":\"Signature "
+	    "mismatch.\\n\\nThe Canonical String for this request should have been\\n'POST\\n/\\n\\n"
+	    "x-amz-security-token:SECRETTOKEN\\n'\"}";
+	uint8_t st[2] = { 9, 9 };
+	struct reply_result r;
+
+	r = parse(400, NULL, body, 1, st);
+	ck_assert_int_eq(r.outcome, REPLY_CONFIG);
+	ck_assert_str_eq(r.code, "InvalidSignatureException");
+	ck_assert_str_eq(r.message, "Signature mismatch.");
+	r = parse(200, NULL, "{\"FailedRecordCount\":1,\"Records\":[{\"SequenceNumber\":\"1\"},"
+	    "{\"ErrorCode\":\"InternalFailure\",\"ErrorMessage\":\"bad\\r\\ntoken SECRETTOKEN\"}]}", 2, st);
+	ck_assert_int_eq(r.outcome, REPLY_PARTIAL);
+	ck_assert_str_eq(r.message, "bad");
+	r = parse(403, NULL, "<Error>\n<Message>x</Message>\nSECRETTOKEN</Error>", 1, st);
+	ck_assert_str_eq(r.message, "<Error>");
+}
+END_TEST
+
 START_TEST(test_bare_code)
 {
 	char out[64];
@@ -219,6 +245,7 @@ main(void)
 	tcase_add_test(tc, test_error_classes);
 	tcase_add_test(tc, test_transport_errors);
 	tcase_add_test(tc, test_bare_code);
+	tcase_add_test(tc, test_message_one_line_without_canonical_request);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("backoff");
 	tcase_add_test(tc, test_backoff_formula);
