@@ -397,6 +397,13 @@ ring_write(struct ring *r, const void *data, size_t len)
 int
 ring_writev_wait(struct ring *r, const struct iovec *recs, size_t n, int timeout_ms)
 {
+	return ring_writev_wait_cancel(r, recs, n, timeout_ms, NULL);
+}
+
+int
+ring_writev_wait_cancel(struct ring *r, const struct iovec *recs, size_t n, int timeout_ms,
+    const _Atomic int *cancel)
+{
 	uint64_t deadline = now_mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
 	int rc;
 
@@ -407,7 +414,7 @@ ring_writev_wait(struct ring *r, const struct iovec *recs, size_t n, int timeout
 		if (rc != -ENOSPC)
 			return rc;
 		now = now_mono_ms();
-		if (now >= deadline)
+		if (now >= deadline || (cancel != NULL && atomic_load(cancel)))
 			break;
 		atomic_fetch_add(&r->hdr->writers_waiting, 1);
 		/*

@@ -14,6 +14,7 @@
 #ifndef KTE_RING_H
 #define KTE_RING_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -97,6 +98,13 @@ int ring_write(struct ring *r, const void *data, size_t len) __attribute__((warn
  */
 int ring_writev_wait(struct ring *r, const struct iovec *recs, size_t n, int timeout_ms)
     __attribute__((warn_unused_result));
+
+/*
+ * Same, but also gives up (with -ENOSPC, counted once) as soon as *cancel becomes
+ * non-zero, checked at least every 5 ms: a stopping writer does not sit out the wait.
+ */
+int ring_writev_wait_cancel(struct ring *r, const struct iovec *recs, size_t n, int timeout_ms,
+    const _Atomic int *cancel) __attribute__((warn_unused_result));
 
 /*
  * Bytes a group of records of these lengths needs, in the worst case of wrap

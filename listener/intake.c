@@ -115,7 +115,7 @@ write_chunked(const struct intake *in, struct iovec *iov, size_t n, int *chunks)
 			j++;
 		} while (j < n && acc + ((RING_RECORD_HDR + iov[j].iov_len + RING_ALIGN - 1) &
 		    ~(uint64_t)(RING_ALIGN - 1)) <= half);
-		rc = ring_writev_wait(in->ring, iov + i, j - i, in->ring_wait_ms);
+		rc = ring_writev_wait_cancel(in->ring, iov + i, j - i, in->ring_wait_ms, in->cancel);
 		if (rc != 0)
 			return rc;
 		(*chunks)++;
@@ -172,7 +172,7 @@ intake_batch(const struct intake *in, struct intake_scratch *w, const uint8_t *b
 
 	if (w->n > 0) {
 		if (ring_space_needed(w->iov, w->n) <= in->ring->capacity) {
-			rc = ring_writev_wait(in->ring, w->iov, w->n, in->ring_wait_ms);
+			rc = ring_writev_wait_cancel(in->ring, w->iov, w->n, in->ring_wait_ms, in->cancel);
 			res->chunks = rc == 0;
 		} else
 			rc = write_chunked(in, w->iov, w->n, &res->chunks);

@@ -30,6 +30,7 @@ struct intake {
 	struct listener_filter filter;
 	uint32_t max_event;         /* largest event accepted, bytes */
 	int ring_wait_ms;
+	const _Atomic int *cancel;  /* non-zero: stop waiting for ring space (listener stopping) */
 };
 
 /* Per-thread scratch reused across batches (the iovec array grows once and stays). */

@@ -33,7 +33,7 @@ struct listener {
 	struct intake intake;
 	struct control *ctl;
 	size_t body_limit;
-	_Atomic int stopping;       /* SIGTERM seen: refuse new batches */
+	_Atomic int stopping;       /* SIGTERM seen: refuse new batches, stop waiting for ring space */
 	_Atomic int active;         /* requests being handled */
 };
 
@@ -515,6 +515,8 @@ listener_run(const struct listener_args *a, int ring_wait_ms)
 	    ring_wait_ms) != 0)
 		log_warnx("KTE_DROP_TYPES=\"%s\": some entries are empty, too long or too many; "
 		    "using the first %d valid ones", cfg->drop_types, FILTER_MAX_TYPES);
+	/* A stopping listener answers 503 at once instead of sitting out a full ring. */
+	l.intake.cancel = &l.stopping;
 
 	if (resolve_host(cfg->listener_host, addr, sizeof(addr)) != 0)
 		return 1;

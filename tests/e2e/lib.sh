@@ -39,7 +39,7 @@ _bg_pids=()
 ext_pids() {
 	local d cmd
 	for d in /proc/[0-9]*; do
-		cmd=$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null) || continue
+		cmd=$(tr '\0' ' ' 2>/dev/null <"$d/cmdline") || continue
 		case "$cmd" in "$LAYER/extensions/$EXT_NAME"*) echo "${d#/proc/}" ;; esac
 	done
 }

@@ -1159,6 +1159,56 @@ START_TEST(test_full_wait_then_success)
 }
 END_TEST
 
+struct cancel_args {
+	struct ring *r;
+	_Atomic int *cancel;
+	int rc;
+};
+
+static void *
+cancelled_writer_main(void *arg)
+{
+	struct cancel_args *a = arg;
+	struct iovec v = { .iov_base = (void *)"late", .iov_len = 4 };
+
+	/* An hour's wait: only the cancel flag can end it inside the test's timeout. */
+	a->rc = ring_writev_wait_cancel(a->r, &v, 1, 3600 * 1000, a->cancel);
+	return NULL;
+}
+
+START_TEST(test_full_wait_cancelled)
+{
+	struct ring r;
+	struct ring_stats st;
+	struct iovec v;
+	uint8_t buf[1008];
+	_Atomic int cancel = 1;
+	struct cancel_args a = { .r = &r, .cancel = &cancel };
+	pthread_t t;
+	uint64_t rejected;
+
+	memset(buf, 'f', sizeof(buf));
+	ck_assert_int_eq(ring_create(&r, 16384), 0);
+	while (ring_write(&r, buf, sizeof(buf)) == 0)
+		;
+	ring_stats(&r, &st);
+	rejected = st.rejected_records;
+	/* Already cancelled: gives up at once. */
+	v.iov_base = buf;
+	v.iov_len = 16;
+	ck_assert_int_eq(ring_writev_wait_cancel(&r, &v, 1, 3600 * 1000, &cancel), -ENOSPC);
+	/* Cancelled while waiting. */
+	atomic_store(&cancel, 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, cancelled_writer_main, &a), 0);
+	atomic_store(&cancel, 1);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(a.rc, -ENOSPC);
+	ring_stats(&r, &st);
+	ck_assert_uint_eq(st.rejected_records, rejected + 2);   /* each give-up counted once */
+	ring_close(&r);
+}
+END_TEST
+
 /* ---- group writes ---------------------------------------------------------- */
 
 START_TEST(test_group_all_or_nothing)
@@ -1587,6 +1637,7 @@ ring_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_full_is_immediate_and_counted);
 	tcase_add_test(tc, test_full_wait_then_success);
+	tcase_add_test(tc, test_full_wait_cancelled);
 	tcase_add_test(tc, test_group_all_or_nothing);
 	suite_add_tcase(s, tc);
 
