@@ -41,7 +41,8 @@ struct listener {
 #define LISTENER_STOP_GRACE_MS 300
 /*
  * How long it waits for requests in flight: enough to parse and copy a batch into the
- * ring. Not the ring-space wait: the controller SIGKILLs a child 200 ms after SIGTERM.
+ * ring (one waiting for ring space answers 503 at once: intake.cancel). Not a slow
+ * client's body: the controller SIGKILLs a child 200 ms after SIGTERM.
  */
 #define LISTENER_STOP_WAIT_MS 50
 
@@ -401,10 +402,10 @@ kick_idle_connections(uint16_t port)
  * (bounded by LISTENER_STOP_WAIT_MS), idle keep-alive connections are closed, and
  * mg_stop runs while we connect to ourselves every 20 ms to wake civetweb's master
  * thread, which otherwise notices the stop only at the end of its 2-second poll.
- * A request still in flight then waits for ring space (the ring is full): it is not
- * acknowledged, and mg_stop, which would wait for its thread, is skipped. Returns true
- * when civetweb stopped; false when its threads are still running (the process is
- * about to exit, which ends them; a waiting thread holds no ring reservation).
+ * A request still in flight after that (a body still arriving) is not acknowledged,
+ * and mg_stop, which would wait for its thread, is skipped. Returns true when civetweb
+ * stopped; false when its threads are still running (the process is about to exit,
+ * which ends them; such a thread holds no ring reservation).
  */
 static bool
 stop_server(struct listener *l, struct mg_context *ctx, const char *addr, uint16_t port)
@@ -421,8 +422,8 @@ stop_server(struct listener *l, struct mg_context *ctx, const char *addr, uint16
 	while (atomic_load(&l->active) > 0 && now_mono_ms() < deadline)
 		(void)poll(NULL, 0, 2);
 	if (atomic_load(&l->active) > 0) {
-		log_warnx("%d request(s) still in flight (waiting for ring space): stopping without answering them",
-		    atomic_load(&l->active));
+		log_warnx("%d request(s) still in flight after %d ms: stopping without answering them",
+		    atomic_load(&l->active), LISTENER_STOP_WAIT_MS);
 		return false;
 	}
 	kick_idle_connections(port);
