@@ -7,11 +7,11 @@
 # arrives, and so does every tiny event.
 . "$(dirname "$0")/lib.sh"
 
-N=$(scaled 30 12)
+N=$(scaled 60 40)
 TINY=20000
 kinesis_start b-ndjson:1
 sim_start bad b-ndjson ndjson continuous --invocations "$N" --log-lines 40 --log-bytes 200-2000 \
-	--handler-ms 40 --interval-ms 60
+	--handler-ms 40 --interval-ms 100
 wait_for 60 log_has "invoke 3 " || fail "the run did not reach invocation 3"
 URL=http://127.0.0.1:$LISTENER_PORT
 
@@ -39,6 +39,10 @@ post 404 "wrong path" -X POST "$URL/not/telemetry" --data-binary '[]'
 post 400 "binary garbage" -X POST "$URL/" --data-binary "@$T/garbage.body"
 post 200 "$TINY tiny events ($(wc -c <"$T/tiny.body") bytes)" -X POST "$URL/" --data-binary "@$T/tiny.body"
 post 400 "truncated array" -X POST "$URL/" --data-binary '[{"type":"x"},{"ty'
+# Normal traffic must follow the bad input: the run is not over yet.
+done_inv=$(grep -oE 'invoke [0-9]+ ' "$T/$RUN.log" | tail -n 1 | grep -oE '[0-9]+')
+[ "${done_inv:-0}" -lt "$N" ] || fail "the run ended during the bad input (make it longer)"
+note "bad input sent during invocation ${done_inv:-0} of $N"
 sim_wait 300
 assert_run_ok "$N"
 [ "$(log_count 'restarted as pid')" -eq 0 ] || fail "a child was restarted"
