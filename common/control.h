@@ -39,6 +39,7 @@ struct dispatcher_counters {
 	_Atomic uint64_t records_retried;    /* Kinesis records resent after partial failure */
 	_Atomic uint64_t events_dropped;     /* events given up on (too large, rejected, shutdown) */
 	_Atomic uint64_t bytes_dropped;
+	_Atomic uint64_t events_left;        /* of events_dropped: still in the ring at the shutdown deadline */
 	_Atomic uint64_t wire_bytes;         /* request bytes on the wire */
 };
 

@@ -471,8 +471,12 @@ controller_report(struct controller *c)
 	uint64_t pending, dropped, refused, lambda_dropped;
 
 	ring_stats(&c->ring, &st);
+	/* Records a dead writer never committed are not events: Lambda retried those batches. */
 	pending = st.written_records - st.released_records;
+	pending = pending > st.abandoned_records ? pending - st.abandoned_records : 0;
+	/* The dispatcher counts what its deadline left in the ring as dropped too: count it once. */
 	dropped = atomic_load(&d->events_dropped);
+	dropped -= atomic_load(&d->events_left) < dropped ? atomic_load(&d->events_left) : dropped;
 	refused = atomic_load(&l->oversized_dropped);
 	lambda_dropped = atomic_load(&l->logs_dropped_records);
 	log_info("shutdown: received %" PRIu64 " events in %" PRIu64 " batches; sent %" PRIu64 " events "
@@ -482,7 +486,7 @@ controller_report(struct controller *c)
 	    atomic_load(&d->request_failures), atomic_load(&d->records_retried));
 	if (pending > 0 || dropped > 0 || refused > 0 || lambda_dropped > 0)
 		log_warnx("shutdown: NOT sent: %" PRIu64 " events (%" PRIu64 " bytes) left in the ring; %"
-		    PRIu64 " given up by the dispatcher (too large, rejected, or left at the deadline); %"
+		    PRIu64 " given up by the dispatcher (too large or rejected); %"
 		    PRIu64 " too large for a record, dropped by the listener; %" PRIu64 " dropped by Lambda "
 		    "(platform.logsDropped)", pending, st.head - st.tail, dropped, refused, lambda_dropped);
 	else

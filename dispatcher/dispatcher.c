@@ -561,6 +561,7 @@ finish_shutdown(struct dispatcher *d, const char *why)
 	if (left > 0) {
 		atomic_fetch_add(&d->ctl->dispatcher.events_dropped, left);
 		atomic_fetch_add(&d->ctl->dispatcher.bytes_dropped, bytes);
+		atomic_store(&d->ctl->dispatcher.events_left, left);
 		log_warnx("%s: %" PRIu64 " event(s), %" PRIu64 " bytes not delivered to Kinesis", why, left,
 		    bytes);
 	} else
