@@ -470,6 +470,14 @@ rec_inspect(const struct ring *r, uint64_t pos, uint64_t head, uint32_t *state, 
 	return 0;
 }
 
+/* The cursor never enters a corrupted span waiting for release (after a rewind). */
+static inline void
+ring_cursor_skip(struct ring *r)
+{
+	if (r->skip_from != r->skip_to && r->rd == r->skip_from)
+		r->rd = r->skip_to;
+}
+
 int
 ring_peek(struct ring *r, struct ring_record *rec)
 {
@@ -477,6 +485,7 @@ ring_peek(struct ring *r, struct ring_record *rec)
 		uint64_t head = atomic_load_explicit(&r->hdr->head, memory_order_acquire), size = 0;
 		uint32_t state = 0, len = 0;
 
+		ring_cursor_skip(r);
 		if (r->rd >= head)
 			return -EAGAIN;
 		if (rec_inspect(r, r->rd, head, &state, &size, &len) < 0) {
@@ -503,6 +512,7 @@ ring_rewind(struct ring *r)
 {
 	r->rd = atomic_load_explicit(&r->hdr->tail, memory_order_acquire);
 }
+
 
 uint64_t
 ring_cursor(const struct ring *r)
@@ -535,7 +545,13 @@ ring_release(struct ring *r, uint64_t upto)
 	/* Count what is released; these headers were validated when peeked. */
 	for (pos = tail; pos < upto;) {
 		const struct rec_hdr *rh = rec_at(r, pos);
-		uint32_t st = atomic_load_explicit(&rh->state, memory_order_relaxed);
+		uint32_t st;
+
+		if (pos == r->skip_from && r->skip_from != r->skip_to) {
+			pos = r->skip_to;       /* a corrupted span: its headers are not to be read */
+			continue;
+		}
+		st = atomic_load_explicit(&rh->state, memory_order_relaxed);
 
 		if (st == REC_COMMITTED) {
 			records++;
@@ -545,6 +561,12 @@ ring_release(struct ring *r, uint64_t upto)
 	}
 	if (pos != upto)
 		return -EINVAL;
+	if (r->skip_from != r->skip_to && upto >= r->skip_from) {
+		/* Released up to (or past) the corrupted span: it goes too. */
+		if (upto < r->skip_to)
+			upto = r->skip_to;
+		r->skip_from = r->skip_to = 0;
+	}
 	/* Release: the reader's reads of these payloads happen before writers reuse them. */
 	atomic_store_explicit(&h->tail, upto, memory_order_release);
 	atomic_fetch_add_explicit(&h->released_records, records, memory_order_relaxed);
@@ -564,8 +586,17 @@ ring_skip_corrupt(struct ring *r)
 		return 0;
 	head = atomic_load_explicit(&r->hdr->head, memory_order_acquire);
 	dropped = head - r->rd;
+	if (r->rd == atomic_load_explicit(&r->hdr->tail, memory_order_acquire) ||
+	    r->skip_from != r->skip_to) {
+		/* Nothing peeked is waiting for release (or a second corruption): release all. */
+		atomic_store_explicit(&r->hdr->tail, head, memory_order_release);
+		r->skip_from = r->skip_to = 0;
+	} else {
+		/* Keep the peeked records until Kinesis acknowledged them; skip the rest. */
+		r->skip_from = r->rd;
+		r->skip_to = head;
+	}
 	r->rd = head;
-	atomic_store_explicit(&r->hdr->tail, head, memory_order_release);
 	ring_unlock(r);
 	notify_signal(r->space_efd);
 	return dropped;

@@ -39,6 +39,8 @@ struct ring {
 	int data_efd;           /* writers -> reader: records committed */
 	int space_efd;          /* reader -> writers: space released */
 	uint64_t rd;            /* reader: absolute position of the next record to peek */
+	uint64_t skip_from;     /* reader: a corrupted span [skip_from, skip_to) not yet released */
+	uint64_t skip_to;       /* (skip_from == skip_to: none) */
 };
 
 /* One record seen by the reader. data points into the mapping, valid until released. */
@@ -137,6 +139,9 @@ int ring_release(struct ring *r, uint64_t upto) __attribute__((warn_unused_resul
 /*
  * Reader, after -EBADMSG: drops everything from the cursor to the current head
  * (counted in corrupt_detected) so the ring can carry on. Returns the bytes dropped.
+ * Records peeked before the corruption stay unreleased until ring_release passes
+ * them; the dropped span is then released with them. A second corruption before
+ * that releases everything up to the head, peeked records included.
  */
 uint64_t ring_skip_corrupt(struct ring *r);
 

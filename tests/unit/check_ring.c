@@ -1451,6 +1451,42 @@ START_TEST(test_corrupt_record)
 END_TEST
 
 /* ring_check and ring_stats on a busy ring: never a false alarm, never head < tail. */
+/* Records peeked before a corruption stay unreleased (in flight) until released. */
+START_TEST(test_skip_corrupt_keeps_peeked)
+{
+	struct ring r;
+	struct ring_record a, b, rec;
+	struct ring_stats st;
+	uint8_t buf[100];
+	uint8_t *h;
+
+	memset(buf, 'k', sizeof(buf));
+	ck_assert_int_eq(ring_create(&r, 8192), 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(ring_write(&r, buf, 16), 0);
+	ck_assert_int_eq(ring_peek(&r, &a), 0);
+	ck_assert_int_eq(ring_peek(&r, &b), 0);
+	h = r.data + ring_cursor(&r) % r.capacity;
+	poke32(h, REC_OFF_CHECK, 12345);
+	ck_assert_int_eq(ring_peek(&r, &rec), -EBADMSG);
+	ck_assert_uint_eq(ring_skip_corrupt(&r), 32);
+	/* The two peeked records are still held: writers cannot reuse their space yet. */
+	ck_assert_uint_eq(ring_tail(&r), a.pos);
+	ck_assert(memcmp(a.data, buf, 16) == 0 && memcmp(b.data, buf, 16) == 0);
+	ck_assert_int_eq(ring_release(&r, a.next), 0);
+	ck_assert_int_eq(ring_release(&r, b.next), 0);
+	/* Releasing up to the corrupted span releases it too. */
+	ck_assert(ring_empty(&r));
+	ring_stats(&r, &st);
+	ck_assert_uint_eq(st.released_records, 2);
+	ck_assert_int_eq(ring_write(&r, buf, 20), 0);
+	ck_assert_int_eq(ring_peek(&r, &rec), 0);
+	ck_assert_uint_eq(rec.len, 20);
+	ck_assert_int_eq(ring_release(&r, rec.next), 0);
+	ring_close(&r);
+}
+END_TEST
+
 START_TEST(test_check_while_busy)
 {
 	struct ring r;
@@ -1646,6 +1682,7 @@ ring_suite(void)
 	tcase_add_test(tc, test_corrupt_header);
 	tcase_add_test(tc, test_corrupt_record);
 	tcase_add_test(tc, test_check_while_busy);
+	tcase_add_test(tc, test_skip_corrupt_keeps_peeked);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("wakeups");
