@@ -118,6 +118,7 @@ ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 asan: deps
 	$(MAKE) BUILD=build/asan SAN="$(ASAN_FLAGS)" OPT="-O1 -g" all
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  CK_TIMEOUT_MULTIPLIER=$${CK_TIMEOUT_MULTIPLIER:-3} \
 	  $(MAKE) BUILD=build/asan SAN="$(ASAN_FLAGS)" OPT="-O1 -g" check-unit check-integration
 
 # Unit suites under valgrind, leaks are failures (CK_FORK=no so valgrind sees the test bodies).
