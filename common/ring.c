@@ -55,12 +55,6 @@ struct ring_header {
 
 #define HEADER_SIZE ((sizeof(struct ring_header) + 4095u) & ~(size_t)4095u)
 
-static inline uint64_t
-rec_size(uint64_t len)
-{
-	return (RING_RECORD_HDR + len + RING_ALIGN - 1) & ~(uint64_t)(RING_ALIGN - 1);
-}
-
 static inline struct rec_hdr *
 rec_at(const struct ring *r, uint64_t pos)
 {
@@ -134,7 +128,7 @@ header_valid(const struct ring_header *h, uint64_t map_size)
 		return 0;
 	if (h->capacity < RING_MIN_CAPACITY || h->capacity % 4096 != 0)
 		return 0;
-	if (h->max_record == 0 || rec_size(h->max_record) > h->capacity / 2)
+	if (h->max_record == 0 || ring_record_size(h->max_record) > h->capacity / 2)
 		return 0;
 	/*
 	 * head and tail move while we look: read tail, head, tail again. Both only
@@ -273,7 +267,7 @@ ring_space_needed(const struct iovec *recs, size_t n)
 	uint64_t total = 0, largest = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		uint64_t sz = rec_size(recs[i].iov_len);
+		uint64_t sz = ring_record_size(recs[i].iov_len);
 
 		total += sz;
 		if (sz > largest)
@@ -317,7 +311,7 @@ ring_writev_once(struct ring *r, const struct iovec *recs, size_t n, int count_r
 	tail = atomic_load_explicit(&h->tail, memory_order_acquire);
 	pos = head;
 	for (size_t i = 0; i < n; i++) {
-		uint64_t sz = rec_size(recs[i].iov_len), off = pos % r->capacity;
+		uint64_t sz = ring_record_size(recs[i].iov_len), off = pos % r->capacity;
 
 		if (off + sz > r->capacity) {
 			pad_pos = pos;
@@ -353,7 +347,7 @@ ring_writev_once(struct ring *r, const struct iovec *recs, size_t n, int count_r
 		rh->pid = pid;
 		rh->check = ~rh->len;
 		atomic_store_explicit(&rh->state, REC_RESERVED, memory_order_relaxed);
-		pos += rec_size(recs[i].iov_len);
+		pos += ring_record_size(recs[i].iov_len);
 	}
 	/* Counted under the lock (no atomic read-modify-write); see ring_stats. */
 	atomic_store_explicit(&h->written_records,
@@ -374,7 +368,7 @@ ring_writev_once(struct ring *r, const struct iovec *recs, size_t n, int count_r
 		if (recs[i].iov_len != 0)
 			memcpy((uint8_t *)rh + RING_RECORD_HDR, recs[i].iov_base, recs[i].iov_len);
 		atomic_store_explicit(&rh->state, REC_COMMITTED, memory_order_release);
-		pos += rec_size(recs[i].iov_len);
+		pos += ring_record_size(recs[i].iov_len);
 	}
 	ring_wake_reader(r);
 	return 0;
@@ -457,7 +451,7 @@ rec_inspect(const struct ring *r, uint64_t pos, uint64_t head, uint32_t *state, 
 	}
 	if (rh->check != ~l || (st != REC_PAD && l > r->hdr->max_record))
 		return -EBADMSG;
-	sz = rec_size(l);
+	sz = ring_record_size(l);
 	if (off + sz > r->capacity || pos + sz > head)
 		return -EBADMSG;
 	if (st != REC_COMMITTED && st != REC_PAD && st != REC_ABANDONED)
@@ -557,7 +551,7 @@ ring_release(struct ring *r, uint64_t upto)
 			records++;
 			bytes += rh->len;
 		}
-		pos += rec_size(rh->len);
+		pos += ring_record_size(rh->len);
 	}
 	if (pos != upto)
 		return -EINVAL;
@@ -644,7 +638,7 @@ ring_recover(struct ring *r, pid_t dead_pid)
 			/* Reserved records were validated by their writer; check before trusting. */
 			if (rh->check != ~rh->len || rh->len > r->hdr->max_record)
 				break;
-			size = rec_size(rh->len);
+			size = ring_record_size(rh->len);
 			if (rh->pid == (uint32_t)dead_pid) {
 				atomic_store_explicit(&rh->state, REC_ABANDONED, memory_order_release);
 				abandoned++;

@@ -29,6 +29,13 @@
 
 struct ring_header;
 
+/* Bytes a record of len payload bytes takes in the ring: header plus payload, aligned. */
+static inline uint64_t
+ring_record_size(uint64_t len)
+{
+	return (RING_RECORD_HDR + len + RING_ALIGN - 1) & ~(uint64_t)(RING_ALIGN - 1);
+}
+
 /* Process-local handle. The mapping and fds are shared; rd (the read cursor) is not. */
 struct ring {
 	struct ring_header *hdr;

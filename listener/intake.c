@@ -111,10 +111,9 @@ write_chunked(const struct intake *in, struct iovec *iov, size_t n, int *chunks)
 		uint64_t acc = 0;
 
 		do {
-			acc += (RING_RECORD_HDR + iov[j].iov_len + RING_ALIGN - 1) & ~(uint64_t)(RING_ALIGN - 1);
+			acc += ring_record_size(iov[j].iov_len);
 			j++;
-		} while (j < n && acc + ((RING_RECORD_HDR + iov[j].iov_len + RING_ALIGN - 1) &
-		    ~(uint64_t)(RING_ALIGN - 1)) <= half);
+		} while (j < n && acc + ring_record_size(iov[j].iov_len) <= half);
 		rc = ring_writev_wait_cancel(in->ring, iov + i, j - i, in->ring_wait_ms, in->cancel);
 		if (rc != 0)
 			return rc;
