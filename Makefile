@@ -4,8 +4,9 @@
 #   common/*.c listener/*.c dispatcher/*.c controller/*.c  -> $(BUILD)/libkte.a
 #       (controller/main.c is the only main(); listener and dispatcher are roles of the same binary)
 #   tests/support/*.c       -> $(BUILD)/libktetest.a, linked into every test and bench binary
-#   tests/unit/check_*.c    -> $(BUILD)/tests/check_*        (Check suites, run by `make check`)
-#   tests/integration/check_*.c -> same, run after the unit suites
+#   tests/unit/<part>/check_*.c -> $(BUILD)/tests/unit/<part>/check_*  (Check suites, one per module,
+#                              placed by the part they test: common, listener, dispatcher, controller)
+#   tests/integration/check_*.c -> $(BUILD)/tests/integration/check_*, run after the unit suites
 #   tests/*/test_*.sh       -> shell-driven integration / end-to-end tests, run by `make check`
 #   tests/lambda_sim/*.c    -> $(BUILD)/bin/lambda-sim       (the local Lambda environment)
 #   tests/bench/bench_*.c   -> $(BUILD)/bench/bench_*        (run by `make bench`)
@@ -47,10 +48,10 @@ EXE       := $(if $(wildcard controller/main.c),$(BUILD)/bin/$(NAME))
 SIM_SRC   := $(wildcard tests/lambda_sim/*.c)
 SIM_OBJ   := $(SIM_SRC:%.c=$(BUILD)/obj/%.o)
 SIM       := $(if $(SIM_SRC),$(BUILD)/bin/lambda-sim)
-UNIT_SRC  := $(wildcard tests/unit/check_*.c)
+UNIT_SRC  := $(wildcard tests/unit/*/check_*.c)
 INTEG_SRC := $(wildcard tests/integration/check_*.c)
-UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-INTEG_BIN := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/%)
+UNIT_BIN  := $(UNIT_SRC:%.c=$(BUILD)/%)
+INTEG_BIN := $(INTEG_SRC:%.c=$(BUILD)/%)
 TEST_SH   := $(sort $(wildcard tests/*/test_*.sh))
 BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
@@ -89,11 +90,7 @@ $(BUILD)/bin/lambda-sim: $(SIM_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB) $(TSUP)
-	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(TSUP) $(LIB) $(CHECK_LIBS) $(LDLIBS)
-
-$(BUILD)/tests/%: $(BUILD)/obj/tests/integration/%.o $(LIB) $(TSUP)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIB) $(TSUP)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(TSUP) $(LIB) $(CHECK_LIBS) $(LDLIBS)
 
@@ -110,7 +107,7 @@ check-unit: $(UNIT_BIN)
 	@fail=0; for t in $(UNIT_BIN); do echo "== $$t"; $(TEST_WRAP) $$t || fail=1; done; exit $$fail
 
 check-integration: all
-	@fail=0; for t in $(filter-out $(SKIP_INTEG:%=$(BUILD)/tests/%),$(INTEG_BIN)); do \
+	@fail=0; for t in $(filter-out $(SKIP_INTEG:%=$(BUILD)/tests/integration/%),$(INTEG_BIN)); do \
 	   echo "== $$t"; $(TEST_WRAP) $$t || fail=1; done; \
 	 for t in $(SKIP_INTEG); do echo "== SKIPPED $$t: $(SKIP_WHY)"; done; \
 	 for t in $(TEST_SH); do echo "== $$t"; bash $$t || fail=1; done; exit $$fail
@@ -124,10 +121,10 @@ ASAN_SKIP_INTEG ?= check_dispatcher
 ASAN_SKIP_WHY   := hangs intermittently under ASan when forked from the threaded test sink (open issue)
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 asan: deps
-	$(MAKE) BUILD=build/asan SAN="$(ASAN_FLAGS)" OPT="-O1 -g" all
+	$(MAKE) BUILD=$(BUILD)/asan SAN="$(ASAN_FLAGS)" OPT="-O1 -g" all
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  CK_TIMEOUT_MULTIPLIER=$${CK_TIMEOUT_MULTIPLIER:-3} \
-	  $(MAKE) BUILD=build/asan SAN="$(ASAN_FLAGS)" OPT="-O1 -g" check-unit check-integration \
+	  $(MAKE) BUILD=$(BUILD)/asan SAN="$(ASAN_FLAGS)" OPT="-O1 -g" check-unit check-integration \
 	    SKIP_INTEG="$(ASAN_SKIP_INTEG)" SKIP_WHY="$(ASAN_SKIP_WHY)"
 
 # Unit suites under valgrind, leaks are failures (CK_FORK=no so valgrind sees the test bodies).
@@ -171,6 +168,6 @@ deps:
 	@bash .ci/deps.sh
 
 clean:
-	rm -rf build
+	rm -rf $(BUILD)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

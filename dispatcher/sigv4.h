@@ -6,7 +6,7 @@
  *    (every retry is re-signed with the current time);
  *  - sigv4_sign(): the generic signer (any method, path, query, headers, service),
  *    which also returns the canonical request and the string to sign; the unit
- *    tests run it over the official suite (../shared/testdata/sigv4-suite).
+ *    tests run it over the official suite (tests/data/sigv4-suite).
  *
  * Secrets (secret key, session token, derived keys, signatures' inputs) are never
  * logged by this module; buffers that held them are wiped with explicit_bzero.

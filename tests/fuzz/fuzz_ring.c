@@ -15,7 +15,7 @@
 #include "ring.h"
 
 #define CAPACITY 8192u
-#define OFF_HEAD 128   /* documented in docs/ring.md, checked by check_ring.c */
+#define OFF_HEAD 128   /* documented in docs/internals/ring.md, checked by check_ring.c */
 #define OFF_TAIL 192
 
 int LLVMFuzzerTestOneInput(const uint8_t *in, size_t n);

@@ -1,6 +1,6 @@
 /*
  * lambda-sim: command line, the lifecycle of one execution environment (init, invocations, shutdown) and
- * the JSON summary. See README.md "Lambda simulator" for the options and the summary fields.
+ * the JSON summary. See docs/simulator.md for the options and the summary fields.
  */
 #include <errno.h>
 #include <getopt.h>
