@@ -36,7 +36,7 @@ struct kte_config {
 	char schema_version[16];            /* KTE_SCHEMA_VERSION, default 2025-01-29 */
 	uint32_t buffer_max_items;          /* KTE_BUFFER_MAX_ITEMS 1000..10000, default 1000 */
 	uint32_t buffer_max_bytes;          /* KTE_BUFFER_MAX_BYTES 262144..1048576, default 262144 */
-	uint32_t buffer_timeout_ms;         /* KTE_BUFFER_TIMEOUT_MS 25..30000, default 25 (docs/flush.md) */
+	uint32_t buffer_timeout_ms;         /* KTE_BUFFER_TIMEOUT_MS 25..30000, default 25 (docs/internals/flush.md) */
 	char drop_types[CONFIG_STR_MAX];    /* KTE_DROP_TYPES: comma list of event types dropped at intake */
 	int min_log_level;                  /* KTE_MIN_FUNCTION_LOG_LEVEL: -1 = keep all; else 0 trace..5 fatal */
 

@@ -1,5 +1,5 @@
 /*
- * Shared-memory ring: see ring.h for the contract and docs/ring.md for the layout,
+ * Shared-memory ring: see ring.h for the contract and docs/internals/ring.md for the layout,
  * the memory ordering and the crash-recovery argument.
  */
 #include "ring.h"

@@ -7,7 +7,7 @@
  * (dispatcher) peeks committed records in order and releases them only when told;
  * released space is what writers may reuse. A reader that restarts resumes at the
  * first unreleased record. A writer that dies leaves its reservations RESERVED;
- * ring_recover() turns them into skipped records. See docs/ring.md.
+ * ring_recover() turns them into skipped records. See docs/internals/ring.md.
  *
  * Only offsets live in shared memory. Every length read from it is validated.
  */

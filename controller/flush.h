@@ -1,7 +1,7 @@
 /*
  * Flush policy decisions: what the controller does with each INVOKE so that the
  * dispatcher sends at the right moments relative to invocations and freezes.
- * Pure logic (no I/O, times passed in), see docs/flush.md for the policies.
+ * Pure logic (no I/O, times passed in), see docs/internals/flush.md for the policies.
  */
 #ifndef KTE_CONTROLLER_FLUSH_H
 #define KTE_CONTROLLER_FLUSH_H

@@ -7,7 +7,7 @@
  * crashed children (controller/supervisor.c). While it waits for an event it
  * polls the Runtime API socket together with a signalfd (SIGCHLD, SIGTERM) and
  * the children's eventfd, so a crashed child is restarted at once, not only at
- * the next invocation. See the README's "Controller" section for the log lines.
+ * the next invocation. See docs/operations.md for the log lines.
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -7,7 +7,7 @@
  *    "record":{"sinceTime":"...","eventsTooLarge":0,"eventsRejected":0,...}}
  *
  * Each count is the increase since the previous summary (sinceTime: when that one was
- * built, or the dispatcher's start). See README "Dispatcher" for the fields.
+ * built, or the dispatcher's start). See docs/internals/dispatcher.md for the fields.
  */
 #ifndef KTE_DROPPED_H
 #define KTE_DROPPED_H
