@@ -32,6 +32,14 @@ control_new(struct control_fds *fds)
 	return c;
 }
 
+int
+control_check(const struct control *c)
+{
+	if (c == NULL || c->magic != CONTROL_MAGIC || c->version != CONTROL_VERSION || c->size != sizeof(*c))
+		return -EPROTO;
+	return 0;
+}
+
 void
 control_free(struct control *c, struct control_fds *fds)
 {

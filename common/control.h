@@ -1,11 +1,41 @@
 /*
  * The control block: a small MAP_SHARED page the controller creates before forking,
- * through which the three processes coordinate without pipes or messages:
- *   controller -> dispatcher: "flush now" (flush_requested) and "stop by deadline T";
- *   dispatcher -> controller: "flushed up to request N" (flush_completed), Kinesis health;
- *   listener   -> controller: "platform.runtimeDone seen" (runtime_done_count).
- * Each direction has an eventfd to wake the waiting side. Counters are plain atomics
- * that every process may read for reporting.
+ * through which the three processes coordinate without pipes or messages. Each shared
+ * field has exactly one writer process (the table below); every other process only
+ * reads it. Each direction has an eventfd to wake the waiting side.
+ *
+ * The protocol, one row per field (C = controller, L = listener, D = dispatcher;
+ * "tests" are the Check suites and benches that stand in for a process):
+ *
+ * | field                   | writer | readers      | meaning                                        |
+ * |-------------------------|--------|--------------|------------------------------------------------|
+ * | magic, version, size    | C (1)  | L, D (2)     | layout identity, checked by control_check()    |
+ * | flush_requested         | C      | D            | flush request sequence, +1 per request         |
+ * | shutdown_deadline_ms    | C      | D            | epoch ms to be done by; 0 = running            |
+ * | hold_sending            | C      | D            | 1: periodic policy between flushes: do not send|
+ * | pressure.*              | C      | metrics, C   | next held back for a full ring: holds, ms      |
+ * | flush_completed         | D      | C            | highest flush_requested value satisfied        |
+ * | kinesis_healthy         | D (3)  | C            | circuit breaker: 1 closed, 0 open              |
+ * | dispatcher_idle         | D      | tests        | nothing in flight, nothing it could send       |
+ * | consecutive_failures    | D      | tests        | requests failed in a row                       |
+ * | last_success_ms         | D      | tests        | monotonic ms of the last accepted PutRecords   |
+ * | dispatcher.* counters   | D      | C, metrics   | what was sent / retried / given up; events_left|
+ * |                         |        |              | = of events_dropped, left in the ring at exit  |
+ * | drops.*                 | D      | D (next one) | dropped-summary state across dispatcher restarts|
+ * | runtime_done_count      | L      | C            | platform.runtimeDone events seen               |
+ * | report_count            | L      | C            | platform.report events seen                    |
+ * | listener_ready          | L      | C            | 1 while the server accepts connections         |
+ * | listener.* counters     | L      | C, D, metrics| what was received / refused / filtered         |
+ *
+ * (1) control_new(), before any fork; never changed afterwards.
+ * (2) each child checks them as it starts (the supervisor's in-child hook), so a child
+ *     built against another layout refuses to run instead of misreading the block.
+ * (3) control_new() sets 1 before the fork; from then on only the dispatcher writes it.
+ * A restarted child is the same writer as the one it replaces (the old one is dead and
+ * reaped first), so "one writer" holds across restarts. Wake-ups: C -> D on
+ * fds.to_dispatcher (flush_requested, shutdown_deadline_ms), D and L -> C on
+ * fds.to_controller (flush_completed, listener_ready, runtime_done_count); report_count,
+ * the counters and the ring's fill level are polled.
  */
 #ifndef KTE_CONTROL_H
 #define KTE_CONTROL_H
@@ -14,7 +44,7 @@
 #include <stdint.h>
 
 #define CONTROL_MAGIC   0x314c5254434554ebull
-#define CONTROL_VERSION 1u
+#define CONTROL_VERSION 2u
 
 struct listener_counters {
 	_Atomic uint64_t requests;           /* POSTs answered 200 */
@@ -58,6 +88,17 @@ struct dispatcher_drops {
 	uint64_t reported_ms;                   /* epoch ms that summary was built; 0: none yet */
 };
 
+/*
+ * Push back (docs/pressure.md): the controller held event/next because the ring was
+ * above its high-water mark. Written by the controller only; the metrics emitter reads it.
+ */
+struct pressure_counters {
+	_Atomic uint64_t holds;              /* next calls held */
+	_Atomic uint64_t hold_ms;            /* total time held (post-runtime duration it cost) */
+	_Atomic uint64_t hold_max_ms;        /* longest single hold */
+	_Atomic uint64_t hold_deadline;      /* holds that ended at the invocation's deadline, ring still high */
+};
+
 struct control {
 	uint64_t magic;
 	uint32_t version;
@@ -66,7 +107,6 @@ struct control {
 	/* controller -> dispatcher */
 	_Atomic uint64_t flush_requested;    /* incremented per request; dispatcher answers in flush_completed */
 	_Atomic int64_t shutdown_deadline_ms; /* epoch ms; 0 = running. Dispatcher must be done before it */
-	_Atomic uint32_t flush_policy;       /* enum flush_policy in force (adaptive picks end/continuous) */
 	_Atomic uint32_t hold_sending;       /* 1: periodic policy outside a flush: do not send */
 
 	/* dispatcher -> controller */
@@ -84,6 +124,7 @@ struct control {
 	struct listener_counters listener;
 	struct dispatcher_counters dispatcher;
 	struct dispatcher_drops drops;
+	struct pressure_counters pressure;
 };
 
 /* The eventfds that go with the block; all created before fork, inherited by children. */
@@ -98,6 +139,12 @@ struct control_fds {
  * Call before forking: the children share the block and inherit the fds.
  */
 struct control *control_new(struct control_fds *fds) __attribute__((warn_unused_result));
+/*
+ * Checks that c is a control block of this build's layout (magic, version, size).
+ * Returns 0, or -EPROTO (a block of another version or not a control block at all).
+ */
+int control_check(const struct control *c) __attribute__((warn_unused_result));
+
 /* Unmaps the block (in this process) and closes the fds, setting them to -1; NULL-safe. */
 void control_free(struct control *c, struct control_fds *fds);
 

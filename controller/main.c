@@ -87,7 +87,10 @@ run_dispatcher(void *arg)
 	return dispatcher_main(arg);
 }
 
-/* In a freshly forked child: drop what only the controller may use. */
+/*
+ * In a freshly forked child: drop what only the controller may use, and check the
+ * control block before trusting any field of it (common/control.h, the protocol).
+ */
 static void
 controller_in_child(void *ctx)
 {
@@ -96,6 +99,11 @@ controller_in_child(void *ctx)
 	ext_api_close(&c->api);
 	if (c->sigfd >= 0)
 		close(c->sigfd);
+	if (control_check(c->ctl) != 0) {
+		log_error("control block: bad magic, version or size (want version %u, %zu bytes): "
+		    "not starting", CONTROL_VERSION, sizeof(*c->ctl));
+		_exit(2);
+	}
 }
 
 /* In the controller, after a child died: repair what it may have held in shared memory. */
@@ -349,7 +357,6 @@ controller_subscribe(struct controller *c)
 	char detail[160];
 	enum subscribe_result sr;
 
-	atomic_store(&c->ctl->flush_policy, c->flush.effective);
 	atomic_store(&c->ctl->hold_sending, c->flush.effective == FLUSH_PERIODIC);
 	if (!controller_wait(c, cond_listener_ready,
 	    (int64_t)now_epoch_ms() + LISTENER_READY_TIMEOUT_MS))
@@ -412,7 +419,6 @@ controller_invoke(struct controller *c, const struct ext_event *ev)
 		log_info("flush: adaptive policy now %s (mean interval %" PRIu64 " ms over the last %u "
 		    "invocations)", config_flush_name(c->flush.effective), flush_mean_interval(&c->flush),
 		    c->flush.n_intervals);
-	atomic_store(&c->ctl->flush_policy, c->flush.effective);
 	atomic_store(&c->ctl->hold_sending, plan.hold_sending);
 	if (plan.request_flush)
 		controller_request_flush(c);
