@@ -303,6 +303,7 @@ config_load_from(struct kte_config *cfg, const char *(*get)(const char *, void *
 	static const char *const formats[] = { "event", "ndjson", "kpl" };
 	static const char *const levels[] = { "error", "warn", "info", "debug" };
 	static const char *const schemas[] = { "2022-07-01", "2022-12-13", "2025-01-29" };
+	static const char *const overflows[] = { "wait", "drop" };
 	struct config_ctx c = { get, ctx, err, errlen, 0 };
 	uint32_t port;
 	int schema;
@@ -333,8 +334,28 @@ config_load_from(struct kte_config *cfg, const char *(*get)(const char *, void *
 	config_str(&c, "KTE_DROP_TYPES", cfg->drop_types, sizeof(cfg->drop_types), "");
 	config_min_log_level(&c, cfg);
 
-	/* 8 MiB: a few seconds of heavy logging on a 128 MB function, 6% of its memory. */
-	config_u64(&c, "KTE_RING_BYTES", &cfg->ring_bytes, 8u << 20, 64u << 10, 1ull << 30);
+	/*
+	 * Default: a sixteenth of the function's memory, 8 to 128 MiB (8 MiB on a 128 MB
+	 * function): a burst the stream cannot take at once waits in the ring, and a larger
+	 * function both logs more and has the memory to spare. An unusable memory size (not
+	 * ours to validate) gives the minimum.
+	 */
+	{
+		uint64_t mem = 0;
+
+		if (config_get(&c, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE") != NULL) {
+			struct config_ctx quiet = c;    /* a bad value here is Lambda's, not the user's */
+
+			quiet.err = NULL;
+			quiet.errlen = 0;
+			quiet.rc = 0;
+			config_u64(&quiet, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", &mem, 0, 1, 1u << 20);
+			if (quiet.rc != 0)
+				mem = 0;
+		}
+		config_u64(&c, "KTE_RING_BYTES", &cfg->ring_bytes, config_ring_default(mem), 64u << 10,
+		    1ull << 30);
+	}
 	config_u32(&c, "KTE_MAX_RECORD_BYTES", &cfg->max_record_bytes, 1u << 20, 1024, 10u << 20);
 	config_u32(&c, "KTE_MAX_REQUEST_BYTES", &cfg->max_request_bytes, 5u << 20, 1024, 10u << 20);
 	if (cfg->max_request_bytes < cfg->max_record_bytes)
@@ -350,6 +371,7 @@ config_load_from(struct kte_config *cfg, const char *(*get)(const char *, void *
 	config_u32(&c, "KTE_FLUSH_INTERVAL_MS", &cfg->flush_interval_ms, 10000, 100, 3600000);
 	config_u32(&c, "KTE_FLUSH_BUDGET_MS", &cfg->flush_budget_ms, 500, 0, 60000);
 	config_u32(&c, "KTE_SHUTDOWN_MARGIN_MS", &cfg->shutdown_margin_ms, 100, 10, 1000);
+	cfg->overflow = config_enum(&c, "KTE_OVERFLOW", overflows, 2, OVERFLOW_WAIT);
 
 	/* Last: a missing destination is the most common problem, but the others are more specific. */
 	config_destination(&c, cfg);
@@ -383,4 +405,24 @@ config_format_name(enum record_format f)
 	static const char *const names[] = { "event", "ndjson", "kpl" };
 
 	return (unsigned)f < 3 ? names[f] : "?";
+}
+
+const char *
+config_overflow_name(enum overflow_policy o)
+{
+	static const char *const names[] = { "wait", "drop" };
+
+	return (unsigned)o < 2 ? names[o] : "?";
+}
+
+uint64_t
+config_ring_default(uint64_t memory_mb)
+{
+	uint64_t b = memory_mb * (1ull << 20) / CONFIG_RING_MEMORY_DIVISOR;
+
+	if (memory_mb == 0 || memory_mb > (1u << 20) || b < CONFIG_RING_MIN_DEFAULT)
+		return CONFIG_RING_MIN_DEFAULT;
+	if (b > CONFIG_RING_MAX_DEFAULT)
+		return CONFIG_RING_MAX_DEFAULT;
+	return b & ~(uint64_t)4095;
 }

@@ -13,6 +13,16 @@
 enum flush_policy { FLUSH_ADAPTIVE = 0, FLUSH_END, FLUSH_PERIODIC, FLUSH_CONTINUOUS };
 enum record_format { FORMAT_EVENT = 0, FORMAT_NDJSON, FORMAT_KPL };
 enum partition_key_mode { PKEY_REQUEST_ID = 0, PKEY_RANDOM, PKEY_FUNCTION, PKEY_FIXED };
+/* KTE_OVERFLOW: hold event/next while the ring is above its high-water mark, or never hold. */
+enum overflow_policy { OVERFLOW_WAIT = 0, OVERFLOW_DROP };
+
+/*
+ * Default ring: 1/CONFIG_RING_MEMORY_DIVISOR of AWS_LAMBDA_FUNCTION_MEMORY_SIZE, within
+ * [CONFIG_RING_MIN_DEFAULT, CONFIG_RING_MAX_DEFAULT] (docs/pressure.md says why).
+ */
+#define CONFIG_RING_MEMORY_DIVISOR 16u
+#define CONFIG_RING_MIN_DEFAULT    (8ull << 20)
+#define CONFIG_RING_MAX_DEFAULT    (128ull << 20)
 
 /* Telemetry stream bits for KTE_TELEMETRY_TYPES. */
 #define TELEMETRY_PLATFORM  0x1u
@@ -41,7 +51,7 @@ struct kte_config {
 	int min_log_level;                  /* KTE_MIN_FUNCTION_LOG_LEVEL: -1 = keep all; else 0 trace..5 fatal */
 
 	/* Ring and records */
-	uint64_t ring_bytes;                /* KTE_RING_BYTES, default 8 MiB */
+	uint64_t ring_bytes;                /* KTE_RING_BYTES, default from the function's memory (above) */
 	uint32_t max_record_bytes;          /* KTE_MAX_RECORD_BYTES: Kinesis record limit incl. key, default 1 MiB */
 	uint32_t max_request_bytes;         /* KTE_MAX_REQUEST_BYTES: PutRecords limit, default 5 MiB */
 	enum record_format record_format;   /* KTE_RECORD_FORMAT event|ndjson|kpl */
@@ -67,6 +77,7 @@ struct kte_config {
 	uint32_t flush_interval_ms;         /* KTE_FLUSH_INTERVAL_MS, periodic policy, default 10000 */
 	uint32_t flush_budget_ms;           /* KTE_FLUSH_BUDGET_MS: max wait per invocation in `end`, default 500 */
 	uint32_t shutdown_margin_ms;        /* KTE_SHUTDOWN_MARGIN_MS: exit this long before deadlineMs, default 100 */
+	enum overflow_policy overflow;      /* KTE_OVERFLOW wait|drop, default wait */
 
 	/* Behaviour */
 	int log_level;                      /* KTE_LOG_LEVEL error|warn|info|debug, default info */
@@ -88,5 +99,8 @@ int config_load_from(struct kte_config *cfg, const char *(*get)(const char *name
 
 const char *config_flush_name(enum flush_policy f);
 const char *config_format_name(enum record_format f);
+const char *config_overflow_name(enum overflow_policy o);
+/* The default ring size for a function of memory_mb MB (0: unknown). */
+uint64_t config_ring_default(uint64_t memory_mb);
 
 #endif

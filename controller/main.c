@@ -25,6 +25,7 @@
 #include "control.h"
 #include "controller/extensions_api.h"
 #include "controller/flush.h"
+#include "controller/pressure.h"
 #include "controller/supervisor.h"
 #include "controller/telemetry_subscribe.h"
 #include "dispatcher/dispatcher.h"
@@ -37,7 +38,17 @@
 #define SIGTERM_SHUTDOWN_MS       1000   /* budget when stopped by a signal instead of SHUTDOWN */
 #define SHUTDOWN_FLUSH_RESERVE_MS 300    /* kept for the final flush after the last report */
 #define SHUTDOWN_ROUNDS           5      /* final flush rounds while new events keep arriving */
-#define CHILD_STOP_MS             50     /* kept at the end of SHUTDOWN for the children to exit */
+/*
+ * The end of SHUTDOWN, backwards from deadlineMs - KTE_SHUTDOWN_MARGIN_MS (stop_at):
+ * the teardown reserve (EXIT_RESERVE_MS plus EXIT_MS_PER_MIB per MiB of ring) for
+ * SIGKILL, reaping, the account and our own exit: the kernel takes a while to tear
+ * down processes that mapped a large ring and to free it (about 0.5 ms per MiB on a
+ * loaded 2-core machine, docs/pressure.md); before it CHILD_STOP_MS from SIGTERM to
+ * SIGKILL; before that, the dispatcher's deadline. None of it depends on the backlog.
+ */
+#define EXIT_RESERVE_MS           40
+#define EXIT_MS_PER_MIB           1
+#define CHILD_STOP_MS             50
 #define CHILD_STOP_GRACE_MS       200    /* SIGTERM to SIGKILL, at most (and never past the deadline) */
 
 struct controller {
@@ -69,6 +80,7 @@ struct controller {
 	/* INVOKE read -> next sent, for invocations that did not wait: the controller's own cost */
 	uint64_t quick_n, quick_sum_us, quick_max_us;
 	bool waited;                    /* the current invocation waited for runtimeDone */
+	struct pressure_log pressure;   /* rate limit of the hold lines */
 	uint64_t t_event_us;            /* when the last event was read, 0 before the first */
 };
 
@@ -106,7 +118,14 @@ controller_in_child(void *ctx)
 	}
 }
 
-/* In the controller, after a child died: repair what it may have held in shared memory. */
+/*
+ * In the controller, after a child died: repair what it may have held in shared memory.
+ * Only the listener writes to the ring, so only its death can leave reservations;
+ * ring_recover walks the whole backlog under the ring's lock, so it is not run for the
+ * dispatcher (a reader holds no reservation; a lock it died holding is repaired by the
+ * next ring_lock) nor at shutdown, when nobody reads the ring any more: what a killed
+ * listener reserved then is counted as not sent (written - released - abandoned).
+ */
 static void
 controller_on_death(struct child *ch, pid_t pid, void *ctx)
 {
@@ -115,11 +134,13 @@ controller_on_death(struct child *ch, pid_t pid, void *ctx)
 
 	if (!c->shipping)
 		return;
-	abandoned = ring_recover(&c->ring, pid);
-	if (abandoned > 0)
-		log_warnx("%s (pid %d) died with %" PRIu64 " ring record(s) reserved but not committed: "
-		    "skipped (Lambda retries the batch it was not acknowledged for)", ch->role, (int)pid,
-		    abandoned);
+	if (ch == c->listener && !c->sup.shutting_down) {
+		abandoned = ring_recover(&c->ring, pid);
+		if (abandoned > 0)
+			log_warnx("%s (pid %d) died with %" PRIu64 " ring record(s) reserved but not "
+			    "committed: skipped (Lambda retries the batch it was not acknowledged for)",
+			    ch->role, (int)pid, abandoned);
+	}
 	/* Wake the dispatcher in case it sleeps on a record that will now never commit. */
 	notify_signal(c->ring.data_efd);
 	notify_signal(c->fds.to_dispatcher);
@@ -467,16 +488,79 @@ controller_invoke(struct controller *c, const struct ext_event *ev)
 		c->end_max_us = t_rd;
 }
 
-/* Logs what was shipped and, loudly, what was not. */
-static void
-controller_report(struct controller *c)
+/* Push back released: the ring drained to the low-water mark, or draining stopped. */
+static bool
+cond_ring_low(struct controller *c)
 {
 	struct ring_stats st;
+
+	ring_stats(&c->ring, &st);
+	return pressure_low(st.head - st.tail, st.capacity) || !child_usable(c->dispatcher) ||
+	    atomic_load(&c->ctl->kinesis_healthy) == 0;
+}
+
+/*
+ * Push back (docs/pressure.md): with the ring above its high-water mark, do not call
+ * next (which would let Lambda start another invocation that adds to it) until it is
+ * down to the low-water mark or this invocation's deadline minus the margin
+ * (PRESSURE_DEADLINE_MARGIN_MS) comes.
+ * The environment stays thawed, so Lambda keeps delivering telemetry meanwhile. Not
+ * when nothing drains the ring (no dispatcher, or Kinesis refusing: circuit open):
+ * holding would only bill the function for nothing.
+ */
+static void
+controller_push_back(struct controller *c, const struct ext_event *ev)
+{
+	struct pressure_counters *pc;
+	struct ring_stats st;
+	uint64_t t0, held, used0, holds, ms, cur;
+	int64_t until = ev->deadline_ms - (int64_t)(c->cfg.shutdown_margin_ms > PRESSURE_DEADLINE_MARGIN_MS ?
+	    c->cfg.shutdown_margin_ms : PRESSURE_DEADLINE_MARGIN_MS);
+	bool drained;
+	uint32_t hold_sending;
+
+	if (!c->shipping || c->cfg.overflow != OVERFLOW_WAIT || c->term || !child_usable(c->dispatcher) ||
+	    atomic_load(&c->ctl->kinesis_healthy) == 0)
+		return;
+	ring_stats(&c->ring, &st);
+	used0 = st.head - st.tail;
+	if (!pressure_high(used0, st.capacity) || until <= (int64_t)now_epoch_ms())
+		return;
+	t0 = now_mono_ms();
+	/* periodic: send now, not at the next interval. */
+	hold_sending = atomic_load(&c->ctl->hold_sending);
+	atomic_store(&c->ctl->hold_sending, 0);
+	controller_request_flush(c);
+	/* The dispatcher signals nobody when it releases space: look every 5 ms. */
+	drained = controller_wait_tick(c, cond_ring_low, until, 5);
+	atomic_store(&c->ctl->hold_sending, hold_sending);
+	held = now_mono_ms() - t0;
+	pc = &c->ctl->pressure;
+	atomic_fetch_add(&pc->holds, 1);
+	atomic_fetch_add(&pc->hold_ms, held);
+	if (held > atomic_load(&pc->hold_max_ms))
+		atomic_store(&pc->hold_max_ms, held);
+	if (!drained && !c->term)
+		atomic_fetch_add(&pc->hold_deadline, 1);
+	ring_stats(&c->ring, &st);
+	cur = st.head - st.tail;
+	if (pressure_log_due(&c->pressure, now_mono_ms(), held, &holds, &ms))
+		log_info("pressure: held next %" PRIu64 " ms after invocation %s, ring %u%% -> %u%% "
+		    "(hold from %u%%, release at %u%%)%s; %" PRIu64 " hold(s), %" PRIu64 " ms in this line, "
+		    "%" PRIu64 " ms in all", held, ev->request_id, pressure_pct(used0, st.capacity),
+		    pressure_pct(cur, st.capacity), PRESSURE_HIGH_PCT, PRESSURE_LOW_PCT,
+		    drained ? "" : " until the deadline", holds, ms, atomic_load(&pc->hold_ms));
+}
+
+/* Logs what was shipped and, loudly, what was not, from the ring's counters st. */
+static void
+controller_report(struct controller *c, const struct ring_stats *stp)
+{
+	const struct ring_stats st = *stp;
 	struct dispatcher_counters *d = &c->ctl->dispatcher;
 	struct listener_counters *l = &c->ctl->listener;
 	uint64_t pending, dropped, refused, lambda_dropped;
 
-	ring_stats(&c->ring, &st);
 	/* Records a dead writer never committed are not events: Lambda retried those batches. */
 	pending = st.written_records - st.released_records;
 	pending = pending > st.abandoned_records ? pending - st.abandoned_records : 0;
@@ -500,6 +584,11 @@ controller_report(struct controller *c)
 	if (atomic_load(&l->ring_full) > 0)
 		log_warnx("shutdown: the ring was full %" PRIu64 " times (Lambda retried those batches; "
 		    "consider a larger KTE_RING_BYTES)", atomic_load(&l->ring_full));
+	if (atomic_load(&c->ctl->pressure.holds) > 0)
+		log_info("pressure: next held %" PRIu64 " times for a full ring, %" PRIu64 " ms in all "
+		    "(post-runtime duration), longest %" PRIu64 " ms, %" PRIu64 " until the deadline",
+		    atomic_load(&c->ctl->pressure.holds), atomic_load(&c->ctl->pressure.hold_ms),
+		    atomic_load(&c->ctl->pressure.hold_max_ms), atomic_load(&c->ctl->pressure.hold_deadline));
 	if (c->quick_n > 0)
 		log_info("invoke: %" PRIu64 " handled without waiting, INVOKE to next mean %" PRIu64 " us max %"
 		    PRIu64 " us", c->quick_n, c->quick_sum_us / c->quick_n, c->quick_max_us);
@@ -514,8 +603,10 @@ static void __attribute__((noreturn))
 controller_shutdown(struct controller *c, int64_t deadline_ms, const char *reason)
 {
 	int64_t stop_at = deadline_ms - (int64_t)c->cfg.shutdown_margin_ms;
-	int64_t flush_until = stop_at - CHILD_STOP_MS;
+	int64_t kill_at = stop_at - EXIT_RESERVE_MS - (int64_t)(EXIT_MS_PER_MIB * (c->cfg.ring_bytes >> 20));
+	int64_t flush_until = kill_at - CHILD_STOP_MS;
 	int64_t now = (int64_t)now_epoch_ms(), reserve;
+	struct ring_stats st;
 	uint64_t stop_mono;
 
 	log_info("SHUTDOWN (%s) after %" PRIu64 " invocations, deadline in %" PRId64 " ms", reason,
@@ -552,11 +643,18 @@ controller_shutdown(struct controller *c, int64_t deadline_ms, const char *reaso
 		controller_wait_tick(c, cond_drained, flush_until, 5);
 	}
 	now = (int64_t)now_epoch_ms();
-	stop_mono = now_mono_ms() + (uint64_t)(stop_at > now ? stop_at - now : 0);
+	stop_mono = now_mono_ms() + (uint64_t)(kill_at > now ? kill_at - now : 0);
 	if (stop_mono > now_mono_ms() + CHILD_STOP_GRACE_MS)
 		stop_mono = now_mono_ms() + CHILD_STOP_GRACE_MS;
 	supervisor_stop_all(&c->sup, stop_mono);
-	controller_report(c);
+	/*
+	 * The account comes from the ring's counters, not from walking it: constant time
+	 * whatever the backlog. Then the ring goes now, not in exit(): freeing a large one
+	 * takes the kernel a while, and this way it happens inside the teardown reserve.
+	 */
+	ring_stats(&c->ring, &st);
+	ring_close(&c->ring);
+	controller_report(c, &st);
 	log_info("exiting %" PRId64 " ms before the deadline", deadline_ms - (int64_t)now_epoch_ms());
 	exit(0);
 }
@@ -683,9 +781,10 @@ main(int argc, char **argv)
 	    c->cfg.flush_interval_ms);
 	if (c->shipping)
 		controller_subscribe(c);
-	log_info("ready in %" PRIu64 " us: %s, flush %s%s, ring %" PRIu64 " bytes", now_mono_us() - c->t0_us,
-	    c->shipping ? "shipping" : "NOT shipping", config_flush_name(c->flush.configured),
-	    c->managed_instances ? " (managed instances)" : "", c->cfg.ring_bytes);
+	log_info("ready in %" PRIu64 " us: %s, flush %s%s, ring %" PRIu64 " bytes, overflow %s",
+	    now_mono_us() - c->t0_us, c->shipping ? "shipping" : "NOT shipping",
+	    config_flush_name(c->flush.configured), c->managed_instances ? " (managed instances)" : "",
+	    c->cfg.ring_bytes, config_overflow_name(c->cfg.overflow));
 
 	for (;;) {
 		controller_next(c, &ev);
@@ -694,6 +793,7 @@ main(int argc, char **argv)
 			controller_shutdown(c, ev.deadline_ms, ev.reason[0] ? ev.reason : "unknown");
 		c->waited = false;
 		controller_invoke(c, &ev);
+		controller_push_back(c, &ev);
 		if (c->term)
 			controller_shutdown(c, (int64_t)now_epoch_ms() + SIGTERM_SHUTDOWN_MS, "signal");
 	}

@@ -181,39 +181,58 @@ supervisor_reap(struct supervisor *s, uint64_t now_ms)
 	return reaped;
 }
 
+/* Reaps until no child runs or deadline_mono_ms; true when none runs. */
+static bool
+supervisor_reap_until(struct supervisor *s, uint64_t deadline_mono_ms)
+{
+	struct timespec ms = { 0, 1000000 };
+
+	for (;;) {
+		bool any = false;
+
+		supervisor_reap(s, now_mono_ms());
+		for (size_t i = 0; i < s->n; i++)
+			any |= s->children[i].pid > 0;
+		if (!any)
+			return true;
+		if (now_mono_ms() >= deadline_mono_ms)
+			return false;
+		nanosleep(&ms, NULL);
+	}
+}
+
 int
 supervisor_stop_all(struct supervisor *s, uint64_t deadline_mono_ms)
 {
-	struct timespec ms = { 0, 1000000 };
 	int killed = 0;
-	bool any;
 
 	for (size_t i = 0; i < s->n; i++) {
 		s->children[i].stopping = true;
 		if (s->children[i].pid > 0)
 			kill(s->children[i].pid, SIGTERM);
 	}
-	for (;;) {
-		supervisor_reap(s, now_mono_ms());
-		any = false;
-		for (size_t i = 0; i < s->n; i++)
-			any |= s->children[i].pid > 0;
-		if (!any || now_mono_ms() >= deadline_mono_ms)
-			break;
-		nanosleep(&ms, NULL);
-	}
+	if (supervisor_reap_until(s, deadline_mono_ms))
+		return 0;
 	for (size_t i = 0; i < s->n; i++) {
 		struct child *c = &s->children[i];
-		int status;
 
 		if (c->pid <= 0)
 			continue;
 		log_warnx("%s (pid %d) did not stop in time: SIGKILL", c->role, (int)c->pid);
 		kill(c->pid, SIGKILL);
-		if (waitpid(c->pid, &status, 0) == c->pid && s->on_death != NULL)
-			s->on_death(c, c->pid, s->ctx);
-		c->pid = 0;
 		killed++;
 	}
+	/*
+	 * Never a blocking waitpid: a process that maps a large ring takes a while to be
+	 * torn down, and the caller has a deadline. What is not reaped by then dies anyway
+	 * (SIGKILL is sent) and is the kernel's to clean up once we exit.
+	 */
+	if (!supervisor_reap_until(s, now_mono_ms() + SUPERVISOR_KILL_REAP_MS))
+		for (size_t i = 0; i < s->n; i++)
+			if (s->children[i].pid > 0) {
+				log_warnx("%s (pid %d) not reaped %d ms after SIGKILL: leaving it",
+				    s->children[i].role, (int)s->children[i].pid, SUPERVISOR_KILL_REAP_MS);
+				s->children[i].pid = 0;
+			}
 	return killed;
 }

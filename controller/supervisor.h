@@ -19,6 +19,7 @@
 #define CRASH_BUDGET_RESTARTS  5        /* restarts allowed ... */
 #define CRASH_BUDGET_WINDOW_MS 60000    /* ... per sliding minute */
 #define SUPERVISOR_MAX_CHILDREN 4
+#define SUPERVISOR_KILL_REAP_MS 20      /* after SIGKILL, reap for at most this long */
 
 /* A sliding window of restart times: at most max restarts within window_ms. */
 struct crash_budget {
@@ -77,7 +78,9 @@ int supervisor_reap(struct supervisor *s, uint64_t now_ms);
 
 /*
  * Stops every running child: SIGTERM, then SIGKILL to whatever still runs at
- * deadline_mono_ms. Reaps them. Returns the number that needed SIGKILL.
+ * deadline_mono_ms, reaping them without ever blocking: it returns by
+ * deadline_mono_ms + SUPERVISOR_KILL_REAP_MS whatever the children do (one not reaped
+ * by then is forgotten; it was sent SIGKILL). Returns the number that needed SIGKILL.
  */
 int supervisor_stop_all(struct supervisor *s, uint64_t deadline_mono_ms);
 

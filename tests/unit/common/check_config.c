@@ -5,6 +5,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,9 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg.flush_interval_ms, 10000);
 	ck_assert_uint_eq(cfg.flush_budget_ms, 500);
 	ck_assert_uint_eq(cfg.shutdown_margin_ms, 100);
+	ck_assert_int_eq(cfg.overflow, OVERFLOW_WAIT);
+	ck_assert_str_eq(config_overflow_name(cfg.overflow), "wait");
+	ck_assert_str_eq(config_overflow_name((enum overflow_policy)9), "?");
 	ck_assert_int_eq(cfg.log_level, LOG_LEVEL_INFO);
 	ck_assert(!cfg.strict);
 	ck_assert_str_eq(config_flush_name(cfg.flush), "adaptive");
@@ -421,6 +425,61 @@ START_TEST(test_enums)
 }
 END_TEST
 
+START_TEST(test_overflow)
+{
+	struct kte_config cfg;
+
+	load_ok(&cfg, "KTE_OVERFLOW", "wait");
+	ck_assert_int_eq(cfg.overflow, OVERFLOW_WAIT);
+	load_ok(&cfg, "KTE_OVERFLOW", "drop");
+	ck_assert_int_eq(cfg.overflow, OVERFLOW_DROP);
+	ck_assert_str_eq(config_overflow_name(cfg.overflow), "drop");
+	load_ok(&cfg, "KTE_OVERFLOW", "DROP");
+	ck_assert_int_eq(cfg.overflow, OVERFLOW_DROP);
+	load_bad("KTE_OVERFLOW", "block");
+	load_bad("KTE_OVERFLOW", "wait ");
+	load_bad("KTE_OVERFLOW", "0");
+}
+END_TEST
+
+/* The ring's default follows the function's memory; KTE_RING_BYTES overrides it. */
+START_TEST(test_ring_default_from_memory)
+{
+	static const struct { const char *mem; uint64_t want; } cases[] = {
+		{ "128", 8ull << 20 },          /* 1/16 = 8 MiB */
+		{ "256", 16ull << 20 },
+		{ "1024", 64ull << 20 },
+		{ "1769", (1769ull << 20) / 16 & ~4095ull },
+		{ "2048", 128ull << 20 },       /* the ceiling */
+		{ "10240", 128ull << 20 },
+		{ "64", 8ull << 20 },           /* the floor */
+		{ "lots", 8ull << 20 },         /* unusable: Lambda's variable, not an error of ours */
+		{ "0", 8ull << 20 },
+	};
+	struct kte_config cfg;
+	struct env e;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		load_ok(&cfg, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", cases[i].mem);
+		ck_assert_msg(cfg.ring_bytes == cases[i].want, "memory %s: ring %" PRIu64 ", want %" PRIu64,
+		    cases[i].mem, cfg.ring_bytes, cases[i].want);
+	}
+	env_minimal(&e);
+	env_set(&e, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024");
+	env_set(&e, "KTE_RING_BYTES", "1M");
+	ck_assert_int_eq(load(&e, &cfg), 0);
+	ck_assert_uint_eq(cfg.ring_bytes, 1u << 20);
+	/* A memory size Lambda got wrong does not hide the user's own error, nor replace it. */
+	env_minimal(&e);
+	env_set(&e, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "x");
+	env_set(&e, "KTE_RING_BYTES", "1X");
+	ck_assert_int_eq(load(&e, &cfg), -EINVAL);
+	ck_assert(strstr(err, "KTE_RING_BYTES") != NULL);
+	ck_assert_uint_eq(config_ring_default(0), 8ull << 20);
+	ck_assert_uint_eq(config_ring_default(512), 32ull << 20);
+}
+END_TEST
+
 START_TEST(test_partition_key)
 {
 	struct kte_config cfg;
@@ -556,6 +615,8 @@ main(void)
 	tcase_add_test(tc, test_partition_key);
 	tcase_add_test(tc, test_telemetry_types);
 	tcase_add_test(tc, test_strings);
+	tcase_add_test(tc, test_overflow);
+	tcase_add_test(tc, test_ring_default_from_memory);
 	tcase_add_test(tc, test_first_error_wins_others_default);
 	tcase_add_test(tc, test_config_load_environ);
 	suite_add_tcase(s, tc);

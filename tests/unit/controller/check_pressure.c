@@ -1,0 +1,68 @@
+/* Push back's marks and its log rate limit (controller/pressure.c). */
+#include <check.h>
+#include <stdlib.h>
+
+#include "controller/pressure.h"
+
+START_TEST(test_marks)
+{
+	const uint64_t cap = 8u << 20;
+
+	ck_assert(!pressure_high(0, cap));
+	ck_assert(!pressure_high(cap / 2, cap));           /* at the mark: not above it */
+	ck_assert(pressure_high(cap / 2 + 1, cap));
+	ck_assert(pressure_high(cap, cap));
+	ck_assert(pressure_low(0, cap));
+	ck_assert(pressure_low(cap / 4, cap));
+	ck_assert(!pressure_low(cap / 4 + 1, cap));
+	/* Between the marks: neither starts a hold nor ends one (hysteresis). */
+	ck_assert(!pressure_high(cap / 3, cap) && !pressure_low(cap / 3, cap));
+	/* Large rings do not overflow the arithmetic. */
+	ck_assert(pressure_high(1ull << 40, 1ull << 40));
+	ck_assert(pressure_low(0, 0) && !pressure_high(5, 0));
+	ck_assert_uint_eq(pressure_pct(cap / 4, cap), 25);
+	ck_assert_uint_eq(pressure_pct(cap * 2, cap), 100);
+	ck_assert_uint_eq(pressure_pct(1, 0), 0);
+}
+END_TEST
+
+START_TEST(test_log_rate_limit)
+{
+	struct pressure_log p = { 0 };
+	uint64_t holds = 0, ms = 0;
+
+	/* The first hold is logged at once. */
+	ck_assert(pressure_log_due(&p, 1000, 300, &holds, &ms));
+	ck_assert_uint_eq(holds, 1);
+	ck_assert_uint_eq(ms, 300);
+	/* Within the interval: remembered, not logged. */
+	ck_assert(!pressure_log_due(&p, 2000, 200, &holds, &ms));
+	ck_assert(!pressure_log_due(&p, 1000 + PRESSURE_LOG_INTERVAL_MS - 1, 100, &holds, &ms));
+	/* The next line covers them too. */
+	ck_assert(pressure_log_due(&p, 1000 + PRESSURE_LOG_INTERVAL_MS, 50, &holds, &ms));
+	ck_assert_uint_eq(holds, 3);
+	ck_assert_uint_eq(ms, 350);
+	ck_assert(!pressure_log_due(&p, 1000 + PRESSURE_LOG_INTERVAL_MS + 5, 7, &holds, &ms));
+	ck_assert(pressure_log_due(&p, 1000 + 3 * PRESSURE_LOG_INTERVAL_MS, 9, &holds, &ms));
+	ck_assert_uint_eq(holds, 2);
+	ck_assert_uint_eq(ms, 16);
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("pressure");
+	TCase *tc = tcase_create("pressure");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tc, test_marks);
+	tcase_add_test(tc, test_log_rate_limit);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
