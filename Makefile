@@ -144,7 +144,7 @@ bench-run: $(EXE) $(SIM) $(BENCH_BIN)
 	  $$b >$$o 2>&1; rc=$$?; cat $$o; [ $$rc -eq 0 ] || exit 1; done
 	@for s in $(sort $(wildcard tests/bench/bench_*.sh)); do echo "== $$s"; o=$(BUILD)/bench/out/$$(basename $$s).txt; \
 	  bash $$s >$$o 2>&1; rc=$$?; cat $$o; [ $$rc -eq 0 ] || exit 1; done
-	@bash tests/bench/report.sh $(BUILD)/bench/out
+	@bash tests/bench/report.sh $(BUILD)/bench/out docs/benchmarks.md
 
 # libFuzzer targets: clang, sanitizers, the library sources compiled in directly.
 FUZZ_CC   ?= clang
