@@ -118,10 +118,19 @@ log_count() {
 	grep -cE -- "$1" "$T/$RUN.log" 2>/dev/null || true
 }
 
-# PID of this test's controller: the extension process whose comm is not kte-*.
+# Field of /proc/PID/status (PPid, State...), empty when the process is gone.
+proc_status() {
+	sed -n "s/^$2:[[:space:]]*//p" /proc/"$1"/status 2>/dev/null || true
+}
+
+# PID of this test's controller: the extension process the simulator started (its
+# parent is the simulator), whose comm is not kte-*. Matching on the parent, not on the
+# first non-kte process, leaves out an extension of an earlier run still being torn
+# down and a child just forked and not renamed yet.
 controller_pid() {
 	local p
 	for p in $(ext_pids); do
+		[ -z "$SIM_PID" ] || [ "$(proc_status "$p" PPid)" = "$SIM_PID" ] || continue
 		case "$(cat /proc/"$p"/comm 2>/dev/null)" in
 		kte-* | "") ;;
 		*) echo "$p"; return 0 ;;
@@ -129,17 +138,35 @@ controller_pid() {
 	done
 }
 
-# PID of the controller's child kte-<role> (listener, dispatcher): its PPid is the controller.
+# PID of the controller's child kte-<role> (listener, dispatcher), alive (not a zombie):
+# its PPid is the controller. Empty when there is none at this moment.
 child_pid() {
 	local c p
 	c=$(controller_pid)
 	[ -n "$c" ] || return 0
 	for p in $(ext_pids); do
 		if [ "$(cat /proc/"$p"/comm 2>/dev/null)" = "kte-$1" ] &&
-			[ "$(sed -n 's/^PPid:[[:space:]]*//p' /proc/"$p"/status 2>/dev/null)" = "$c" ]; then
+			[ "$(proc_status "$p" PPid)" = "$c" ] &&
+			case "$(proc_status "$p" State)" in Z* | X* | "") false ;; *) true ;; esac; then
 			echo "$p"
 			return 0
 		fi
+	done
+}
+
+# wait_child_pid ROLE [SECONDS] [NOT_PID]: waits (default 30 s) until the controller has
+# a live kte-ROLE child (other than NOT_PID: the one just killed) and prints its PID;
+# prints nothing if none appeared in time. A child is missing for a moment while it is
+# being restarted, or before the controller started it: sampling once is not enough.
+wait_child_pid() {
+	local role=$1 secs=${2:-30} not=${3:-} i p
+	for ((i = 0; i < secs * 50; i++)); do
+		p=$(child_pid "$role")
+		if [ -n "$p" ] && [ "$p" != "$not" ]; then
+			echo "$p"
+			return 0
+		fi
+		sleep 0.02
 	done
 }
 
@@ -184,18 +211,20 @@ proxy_stats() {
 
 # sim_start NAME STREAM FORMAT POLICY [simulator options...]: runs the extension in the
 # simulator in the background, shipping to STREAM (through the proxy when one runs).
+# FORMAT or POLICY "default" leaves KTE_RECORD_FORMAT or KTE_FLUSH unset.
 # Ids are prefixed with NAME-, files are $T/NAME.{summary.json,ids,log,out}.
 sim_start() {
-	local name=$1 stream=$2 format=$3 policy=$4 endpoint
+	local name=$1 stream=$2 format=$3 policy=$4 endpoint defaults=()
 	shift 4
+	[ "$format" = default ] || defaults+=(--env "KTE_RECORD_FORMAT=$format")
+	[ "$policy" = default ] || defaults+=(--env "KTE_FLUSH=$policy")
 	RUN=$name
 	endpoint=${FAULT_PROXY_ENDPOINT:-$KINESIS_MOCK_ENDPOINT}
 	LISTENER_PORT=$(free_port)
 	"$KTE_SIM" --layer "$LAYER" --summary "$T/$RUN.summary.json" --ids "$T/$RUN.ids" --id-prefix "$RUN-" \
 		--env "KTE_LISTENER_HOST=127.0.0.1" --env "KTE_LISTENER_PORT=$LISTENER_PORT" \
 		--env "KTE_STREAM_NAME=$stream" --env "KTE_KINESIS_ENDPOINT=$endpoint" \
-		--env "AWS_REGION=$KINESIS_MOCK_REGION" --env "KTE_RECORD_FORMAT=$format" \
-		--env "KTE_FLUSH=$policy" "$@" \
+		--env "AWS_REGION=$KINESIS_MOCK_REGION" "${defaults[@]}" "$@" \
 		>"$T/$RUN.out" 2>"$T/$RUN.log" &
 	SIM_PID=$!
 }
@@ -249,6 +278,7 @@ check_stream() {
 	fi
 	n=$(wc -l <"$T/$RUN.ids")
 	[ "$n" -gt 0 ] || fail "the simulator emitted no ids"
+	[ "$format" = default ] && format=event
 	[ "$format" = kpl ] && deagg=(--deaggregate)
 	[ "$format" = ndjson ] && split=(--split-lines)
 	# --expect counts Kinesis (user) records, not events: for ndjson wait for one at least.
@@ -292,4 +322,17 @@ ext_lambda_dropped() {
 assert_shutdown_account() {
 	grep -qE 'shutdown: (everything received was sent|NOT sent: )' "$T/$RUN.log" ||
 		fail "no shutdown account in the extension's log (killed before it?)"
+}
+
+# The simulator's summary says the extension exited on its own before the SHUTDOWN
+# deadline (nothing SIGKILLed, exit status 0).
+assert_exited_in_time() {
+	sj_assert 'j.shutdown.killed === false && j.shutdown.extensions[0].killed === false'
+	sj_assert 'j.shutdown.extensions[0].exit_status === 0'
+}
+
+# overhead_pct P: the P-th percentile of the invocations' post-runtime duration (overhead_ms).
+overhead_pct() {
+	sj "(function(v){ if (!v.length) return 0; v = v.slice().sort((a, b) => a - b);
+		return Math.round(v[Math.min(v.length - 1, Math.ceil($1 / 100 * v.length) - 1)]); })(j.overhead_ms.values)"
 }

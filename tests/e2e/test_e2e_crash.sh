@@ -23,12 +23,14 @@ for combo in event:end kpl:continuous; do
 	for ((k = 0; k < 2 * KILLS; k++)); do
 		if ((k % 2)); then role=dispatcher; else role=listener; fi
 		sleep "0.$((RANDOM % 9 + 1))"               # a random moment (this is the fault, not a wait)
-		pid=$(child_pid "$role")
-		[ -n "$pid" ] || fail "no $role process to kill"
+		pid=$(wait_child_pid "$role" 30)
+		[ -n "$pid" ] || fail "no $role process to kill (none alive as the controller's child within 30 s)"
 		kill -9 "$pid"
 		kills=$((kills + 1))
 		wait_for 30 log_has "$role \\(pid $pid\\) killed by signal 9.*restarted as pid" ||
 			fail "$role (pid $pid) was not restarted"
+		# The replacement runs as the controller's child before the next kill is planned.
+		[ -n "$(wait_child_pid "$role" 30 "$pid")" ] || fail "no new $role process after pid $pid was killed"
 	done
 	sim_wait 300
 	assert_run_ok "$N"
