@@ -81,6 +81,8 @@ struct controller {
 	uint64_t quick_n, quick_sum_us, quick_max_us;
 	bool waited;                    /* the current invocation waited for runtimeDone */
 	struct pressure_log pressure;   /* rate limit of the hold lines */
+	uint64_t written_at_invoke;     /* ring written_bytes at the last INVOKE ... */
+	uint64_t last_cycle_bytes;      /* ... and how much the cycle before this one brought */
 	uint64_t t_event_us;            /* when the last event was read, 0 before the first */
 };
 
@@ -519,10 +521,27 @@ controller_push_back(struct controller *c, const struct ext_event *ev)
 	bool drained;
 	uint32_t hold_sending;
 
-	if (!c->shipping || c->cfg.overflow != OVERFLOW_WAIT || c->term || !child_usable(c->dispatcher) ||
-	    atomic_load(&c->ctl->kinesis_healthy) == 0)
+	if (!c->shipping)
 		return;
 	ring_stats(&c->ring, &st);
+	c->last_cycle_bytes = st.written_bytes - c->written_at_invoke;
+	c->written_at_invoke = st.written_bytes;
+	if (c->cfg.overflow != OVERFLOW_WAIT || c->term || !child_usable(c->dispatcher) ||
+	    atomic_load(&c->ctl->kinesis_healthy) == 0)
+		return;
+	/*
+	 * The function may not have logged yet (continuous and periodic call next at INVOKE):
+	 * when the ring could cross the mark in this invocation, judged by what the last one
+	 * brought, wait for its runtimeDone first, as `end` does.
+	 */
+	if (!c->waited && controller_runtime_done_usable(c) &&
+	    pressure_watch(st.head - st.tail, c->last_cycle_bytes, st.capacity)) {
+		c->waited = true;
+		runtime_done_target = c->rd_at_next + 1;
+		if (!controller_wait(c, cond_runtime_done, until) || c->term)
+			return;
+		ring_stats(&c->ring, &st);
+	}
 	used0 = st.head - st.tail;
 	if (!pressure_high(used0, st.capacity) || until <= (int64_t)now_epoch_ms())
 		return;

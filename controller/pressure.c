@@ -12,6 +12,12 @@ pressure_low(uint64_t used, uint64_t capacity)
 	return capacity == 0 || used * 100 <= capacity * PRESSURE_LOW_PCT;
 }
 
+bool
+pressure_watch(uint64_t used, uint64_t expected, uint64_t capacity)
+{
+	return pressure_high(used + expected, capacity);
+}
+
 unsigned
 pressure_pct(uint64_t used, uint64_t capacity)
 {

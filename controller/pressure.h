@@ -31,6 +31,13 @@ struct pressure_log {
 bool pressure_high(uint64_t used, uint64_t capacity);
 /* Ring fill at or below the low-water mark: release next. */
 bool pressure_low(uint64_t used, uint64_t capacity);
+/*
+ * Whether the ring may cross the high-water mark during this invocation: used now plus
+ * what the last invocation brought (expected). Then the controller waits for this
+ * invocation's platform.runtimeDone before deciding, whatever the flush policy: a check
+ * at INVOKE, before the function logged anything, would let a burst through unseen.
+ */
+bool pressure_watch(uint64_t used, uint64_t expected, uint64_t capacity);
 /* Fill in percent (0..100), for log lines. */
 unsigned pressure_pct(uint64_t used, uint64_t capacity);
 

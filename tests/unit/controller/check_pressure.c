@@ -20,6 +20,11 @@ START_TEST(test_marks)
 	/* Large rings do not overflow the arithmetic. */
 	ck_assert(pressure_high(1ull << 40, 1ull << 40));
 	ck_assert(pressure_low(0, 0) && !pressure_high(5, 0));
+	/* Watch: the ring plus one more invocation like the last one would cross the mark. */
+	ck_assert(!pressure_watch(cap / 8, cap / 8, cap));
+	ck_assert(pressure_watch(cap / 8, cap / 2, cap));
+	ck_assert(pressure_watch(cap, 0, cap));
+	ck_assert(!pressure_watch(0, 0, cap));
 	ck_assert_uint_eq(pressure_pct(cap / 4, cap), 25);
 	ck_assert_uint_eq(pressure_pct(cap * 2, cap), 100);
 	ck_assert_uint_eq(pressure_pct(1, 0), 0);
