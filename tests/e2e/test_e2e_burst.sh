@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Bursts beyond the stream's capacity, at default settings: 50 invocations, each
+# logging 5,000 function lines of 200 to 2,000 bytes (about 5.5 MB) within a 200 ms
+# handler, 100 ms frozen between invocations, into a 2-shard stream: far more than
+# Kinesis takes while the handler runs, so the default ring (8 MiB for the simulator's
+# 128 MB function) fills and the extension pushes back (holds next, docs/pressure.md)
+# instead of letting Lambda drop. Nothing may be lost: every id arrives, Lambda dropped
+# nothing (platform.logsDropped), the extension reports nothing unsent. Prints the
+# post-runtime duration (the hold's cost) p50/p95 and the total time.
+# The function's timeout is 60 s: a hold lasts at most until the invocation's
+# deadline, and at kinesis-mock's pace (1-1.5 MB/s) one burst takes seconds to drain.
+# Sizes scale with KTE_E2E_SCALE (invocations; 0.3 under the sanitizers).
+# Knobs: E2E_BURST_INVOCATIONS, E2E_BURST_LINES.
+. "$(dirname "$0")/lib.sh"
+
+E2E_STRICT=1
+N=${E2E_BURST_INVOCATIONS:-$(scaled 50 5)}
+LINES=${E2E_BURST_LINES:-5000}
+kinesis_start burst:2
+t0=$(date +%s)
+SIM_TIMEOUT=3600 sim_run burst burst default default --invocations "$N" --log-lines "$LINES" \
+	--log-bytes 200-2000 --handler-ms 200 --interval-ms 100 --timeout-ms 60000
+t1=$(date +%s)
+assert_run_ok "$N"
+assert_exited_in_time
+assert_shutdown_account
+dropped=$(lambda_dropped)
+[ "$dropped" -eq 0 ] || fail "Lambda dropped $dropped records (the listener refused them for too long)"
+[ "$(ext_lambda_dropped)" -eq 0 ] || fail "the extension reported $(ext_lambda_dropped) records dropped by Lambda"
+log_has 'pressure: next held [0-9]+ times' || fail "the ring never went over its high-water mark: no burst?"
+check_stream burst default
+t2=$(date +%s)
+bytes=$(sj 'j.telemetry.bytes')
+note "emitted $(cj 'j.emitted') records ($((bytes / 1048576)) MiB of telemetry) in $((t1 - t0)) s," \
+	"read back and checked in $((t2 - t1)) s; all arrived"
+note "post-runtime duration p50 $(overhead_pct 50) ms p95 $(overhead_pct 95) ms max" \
+	"$(sj 'Math.round(j.overhead_ms.max)') ms; $(sed -nE 's/.*INFO (pressure: next held.*)/\1/p' "$T/$RUN.log")"
+pass "$N x $LINES lines of 200-2000 bytes in 200 ms, 100 ms gaps, 2 shards, defaults: nothing lost"
