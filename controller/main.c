@@ -515,7 +515,7 @@ controller_push_back(struct controller *c, const struct ext_event *ev)
 {
 	struct pressure_counters *pc;
 	struct ring_stats st;
-	uint64_t t0, held, used0, holds, ms, cur;
+	uint64_t t0, held, used0, holds, ms, cur, rd;
 	int64_t until = ev->deadline_ms - (int64_t)(c->cfg.shutdown_margin_ms > PRESSURE_DEADLINE_MARGIN_MS ?
 	    c->cfg.shutdown_margin_ms : PRESSURE_DEADLINE_MARGIN_MS);
 	bool drained;
@@ -534,15 +534,29 @@ controller_push_back(struct controller *c, const struct ext_event *ev)
 	 * when the ring could cross the mark in this invocation, judged by what the last one
 	 * brought, wait for its runtimeDone first, as `end` does.
 	 */
+	t0 = now_mono_ms();
+	used0 = st.head - st.tail;
+	rd = atomic_load(&c->ctl->runtime_done_count);
 	if (!c->waited && controller_runtime_done_usable(c) &&
-	    pressure_watch(st.head - st.tail, c->last_cycle_bytes, st.capacity)) {
+	    !(c->flush.runtime_done_missed && rd == c->flush.missed_at_count) &&
+	    pressure_watch(used0, c->last_cycle_bytes, st.capacity)) {
 		c->waited = true;
 		runtime_done_target = c->rd_at_next + 1;
-		if (!controller_wait(c, cond_runtime_done, until) || c->term)
-			return;
+		if (!controller_wait(c, cond_runtime_done, until)) {
+			if (c->term)
+				return;
+			/* Held until the deadline all the same (runtimeDone stuck behind a full ring?). */
+			log_warnx("invocation %s: platform.runtimeDone did not arrive before the deadline; "
+			    "not waiting for it again until one arrives", ev->request_id);
+			flush_runtime_done_missed(&c->flush, atomic_load(&c->ctl->runtime_done_count));
+			c->end_rd_missed++;
+			drained = false;
+			hold_sending = atomic_load(&c->ctl->hold_sending);
+			goto account;
+		}
 		ring_stats(&c->ring, &st);
+		used0 = st.head - st.tail;
 	}
-	used0 = st.head - st.tail;
 	if (!pressure_high(used0, st.capacity) || until <= (int64_t)now_epoch_ms())
 		return;
 	t0 = now_mono_ms();
@@ -552,6 +566,7 @@ controller_push_back(struct controller *c, const struct ext_event *ev)
 	controller_request_flush(c);
 	/* The dispatcher signals nobody when it releases space: look every 5 ms. */
 	drained = controller_wait_tick(c, cond_ring_low, until, 5);
+account:
 	atomic_store(&c->ctl->hold_sending, hold_sending);
 	held = now_mono_ms() - t0;
 	pc = &c->ctl->pressure;
