@@ -4,8 +4,8 @@
 # with a 256 MiB ring (KTE_RING_BYTES=268435456) and KTE_FLUSH=end, with the function's
 # default 3 s timeout: the ring holds far more than Kinesis takes before SHUTDOWN. The
 # extension must exit on its own before the deadline (nothing SIGKILLed) and account
-# for what it did not send: the ids missing from the stream are exactly what Lambda
-# reported dropping plus at most what the extension reported unsent.
+# for what it did not send: the ids missing from the stream are what Lambda dropped
+# (its summary) plus at most what the extension reported unsent.
 # Sizes scale with KTE_E2E_SCALE (invocations; 0.3 under the sanitizers).
 . "$(dirname "$0")/lib.sh"
 
@@ -22,8 +22,10 @@ assert_shutdown_account
 log_has 'exiting [0-9]+ ms before the deadline' || fail "no exit line"
 unsent=$(ext_unsent)
 dropped=$(lambda_dropped)
-[ "$(ext_lambda_dropped)" -eq "$dropped" ] ||
-	fail "Lambda dropped $dropped records, the extension reported $(ext_lambda_dropped)"
+# Lambda's platform.logsDropped reports travel in the same stream: those sent while the
+# ring was full at the end may not reach the extension, so it can report fewer, never more.
+[ "$(ext_lambda_dropped)" -le "$dropped" ] ||
+	fail "Lambda dropped $dropped records, the extension reported more: $(ext_lambda_dropped)"
 check_stream backlog default --expect-missing "$dropped" --allow-missing "$unsent"
 note "$(sj 'j.invocations.completed') invocations in $((t1 - t0)) s; $(cj 'j.arrived')/$(cj 'j.emitted') ids arrived," \
 	"$unsent events reported unsent, $dropped dropped by Lambda;" \
