@@ -118,54 +118,85 @@ log_count() {
 	grep -cE -- "$1" "$T/$RUN.log" 2>/dev/null || true
 }
 
-# Field of /proc/PID/status (PPid, State...), empty when the process is gone.
-proc_status() {
-	sed -n "s/^$2:[[:space:]]*//p" /proc/"$1"/status 2>/dev/null || true
+# The process lookups below read /proc with bash builtins only and return through
+# variables: no fork per process, so that on a loaded machine a lookup takes
+# milliseconds, not seconds (the kills of test_e2e_crash must fit in one run).
+
+# _KIDS=(children of PID), from every thread's /proc/PID/task/TID/children.
+_children() {
+	local f line
+	_KIDS=()
+	for f in /proc/"$1"/task/*/children; do
+		line=
+		read -r line 2>/dev/null <"$f" || true
+		_KIDS+=($line)
+	done
 }
 
-# PID of this test's controller: the extension process the simulator started (its
-# parent is the simulator), whose comm is not kte-*. Matching on the parent, not on the
-# first non-kte process, leaves out an extension of an earlier run still being torn
-# down and a child just forked and not renamed yet.
+# _CTRL=this test's controller: the extension process the simulator started (a child
+# of the simulator running our layer's binary) whose comm is not kte-*. Looking among
+# the simulator's children, not at the first matching process of the machine, leaves
+# out an extension of an earlier run still being torn down and a child just forked
+# and not renamed yet.
+_find_controller() {
+	local p a c
+	_CTRL=
+	[ -n "$SIM_PID" ] || return 0
+	_children "$SIM_PID"
+	for p in "${_KIDS[@]}"; do
+		a=
+		read -r -d '' a 2>/dev/null </proc/"$p"/cmdline || true
+		case "$a" in "$LAYER/extensions/$EXT_NAME"*) ;; *) continue ;; esac
+		c=
+		read -r c 2>/dev/null </proc/"$p"/comm || true
+		case "$c" in kte-* | "") ;; *) _CTRL=$p; return 0 ;; esac
+	done
+}
+
+# _CHILD=the controller's live (not zombie) child kte-ROLE, or empty.
+_find_child() {
+	local p c k v
+	_CHILD=
+	_find_controller
+	[ -n "$_CTRL" ] || return 0
+	_children "$_CTRL"
+	for p in "${_KIDS[@]}"; do
+		c=
+		read -r c 2>/dev/null </proc/"$p"/comm || true
+		[ "$c" = "kte-$1" ] || continue
+		v=
+		while read -r k v; do [ "$k" = State: ] && break; done 2>/dev/null </proc/"$p"/status || true
+		case "$v" in Z* | X* | "") ;; *) _CHILD=$p; return 0 ;; esac
+	done
+}
+
+# PID of this test's controller, or nothing.
 controller_pid() {
-	local p
-	for p in $(ext_pids); do
-		[ -z "$SIM_PID" ] || [ "$(proc_status "$p" PPid)" = "$SIM_PID" ] || continue
-		case "$(cat /proc/"$p"/comm 2>/dev/null)" in
-		kte-* | "") ;;
-		*) echo "$p"; return 0 ;;
-		esac
-	done
+	_find_controller
+	echo "$_CTRL"
 }
 
-# PID of the controller's child kte-<role> (listener, dispatcher), alive (not a zombie):
-# its PPid is the controller. Empty when there is none at this moment.
+# PID of the controller's live child kte-ROLE (listener, dispatcher), or nothing.
 child_pid() {
-	local c p
-	c=$(controller_pid)
-	[ -n "$c" ] || return 0
-	for p in $(ext_pids); do
-		if [ "$(cat /proc/"$p"/comm 2>/dev/null)" = "kte-$1" ] &&
-			[ "$(proc_status "$p" PPid)" = "$c" ] &&
-			case "$(proc_status "$p" State)" in Z* | X* | "") false ;; *) true ;; esac; then
-			echo "$p"
-			return 0
-		fi
-	done
+	_find_child "$1"
+	echo "$_CHILD"
 }
 
-# wait_child_pid ROLE [SECONDS] [NOT_PID]: waits (default 30 s) until the controller has
-# a live kte-ROLE child (other than NOT_PID: the one just killed) and prints its PID;
-# prints nothing if none appeared in time. A child is missing for a moment while it is
-# being restarted, or before the controller started it: sampling once is not enough.
+# wait_child_pid ROLE [SECONDS] [NOT_PID]: waits (default 30 s of wall-clock time, and
+# only while the simulator runs) until the controller has a live kte-ROLE child other
+# than NOT_PID, and sets CHILD_PID to it (empty if none came). A child is missing for
+# a moment while it is being restarted: sampling the process list once is not enough.
 wait_child_pid() {
-	local role=$1 secs=${2:-30} not=${3:-} i p
-	for ((i = 0; i < secs * 50; i++)); do
-		p=$(child_pid "$role")
-		if [ -n "$p" ] && [ "$p" != "$not" ]; then
-			echo "$p"
+	local role=$1 secs=${2:-30} not=${3:-} end
+	end=$((SECONDS + secs))
+	CHILD_PID=
+	while [ "$SECONDS" -lt "$end" ]; do
+		_find_child "$role"
+		if [ -n "$_CHILD" ] && [ "$_CHILD" != "$not" ]; then
+			CHILD_PID=$_CHILD
 			return 0
 		fi
+		kill -0 "$SIM_PID" 2>/dev/null || return 0
 		sleep 0.02
 	done
 }
