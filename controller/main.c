@@ -42,12 +42,12 @@
  * The end of SHUTDOWN, backwards from deadlineMs - KTE_SHUTDOWN_MARGIN_MS (stop_at):
  * the teardown reserve (EXIT_RESERVE_MS plus EXIT_MS_PER_MIB per MiB of ring) for
  * SIGKILL, reaping, the account and our own exit: the kernel takes a while to tear
- * down processes that mapped a large ring and to free it (about 0.5 ms per MiB on a
- * loaded 2-core machine, docs/pressure.md); before it CHILD_STOP_MS from SIGTERM to
+ * down processes that mapped a large ring and to free it (0.1-1.5 ms per MiB measured
+ * on a 2-core VM, depending on its load; docs/pressure.md); before it CHILD_STOP_MS from SIGTERM to
  * SIGKILL; before that, the dispatcher's deadline. None of it depends on the backlog.
  */
 #define EXIT_RESERVE_MS           40
-#define EXIT_MS_PER_MIB           1
+#define EXIT_MS_PER_MIB           2
 #define CHILD_STOP_MS             50
 #define CHILD_STOP_GRACE_MS       200    /* SIGTERM to SIGKILL, at most (and never past the deadline) */
 
@@ -663,6 +663,14 @@ controller_shutdown(struct controller *c, int64_t deadline_ms, const char *reaso
 		if (!controller_wait_tick(c, cond_reports, flush_until - reserve, 2))
 			log_info("shutdown: %" PRIu64 " of %" PRIu64 " platform.report events arrived in time",
 			    atomic_load(&c->ctl->report_count), c->invocations);
+		else if (child_usable(c->listener) && c->listener->pid > 0)
+			/*
+			 * Every invocation's report is in, and with it all the function's output
+			 * before it: the listener has nothing left to receive. Stopped now, its
+			 * teardown (unmapping a ring it filled) overlaps the final flush instead of
+			 * eating into the time kept for the end.
+			 */
+			supervisor_stop_child(&c->sup, c->listener);
 	}
 	/* Final flush; again while events keep arriving and time remains. */
 	for (int round = 0; round < SHUTDOWN_ROUNDS && !ring_empty(&c->ring); round++) {

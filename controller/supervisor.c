@@ -181,6 +181,15 @@ supervisor_reap(struct supervisor *s, uint64_t now_ms)
 	return reaped;
 }
 
+void
+supervisor_stop_child(struct supervisor *s, struct child *c)
+{
+	(void)s;
+	c->stopping = true;
+	if (c->pid > 0)
+		kill(c->pid, SIGTERM);
+}
+
 /* Reaps until no child runs or deadline_mono_ms; true when none runs. */
 static bool
 supervisor_reap_until(struct supervisor *s, uint64_t deadline_mono_ms)

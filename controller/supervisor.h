@@ -84,6 +84,9 @@ int supervisor_reap(struct supervisor *s, uint64_t now_ms);
  */
 int supervisor_stop_all(struct supervisor *s, uint64_t deadline_mono_ms);
 
+/* Asks one child to stop (SIGTERM) without waiting; its death is then expected. */
+void supervisor_stop_child(struct supervisor *s, struct child *c);
+
 /* "exited with code 3", "killed by signal 9 (Killed)" from a wait status. */
 void child_status_describe(int status, char *buf, size_t len);
 
