@@ -336,6 +336,14 @@ ext_unsent() {
 	echo "${n:-0}"
 }
 
+# Whole PutRecords requests that failed (the extension's shutdown totals), or 0. One
+# that timed out may still have been written: at most 500 records each may arrive twice.
+ext_failed_requests() {
+	local n
+	n=$(sed -nE 's/.*shutdown: received .*, ([0-9]+) failed requests.*/\1/p' "$T/$RUN.log" | tail -n 1)
+	echo "${n:-0}"
+}
+
 # Records Lambda (the simulator) dropped and reported in platform.logsDropped.
 lambda_dropped() {
 	sj 'j.telemetry.logs_dropped.records'

@@ -26,7 +26,10 @@ dropped=$(lambda_dropped)
 # ring was full at the end may not reach the extension, so it can report fewer, never more.
 [ "$(ext_lambda_dropped)" -le "$dropped" ] ||
 	fail "Lambda dropped $dropped records, the extension reported more: $(ext_lambda_dropped)"
-check_stream backlog default --expect-missing "$dropped" --allow-missing "$unsent"
+# A request that timed out may still have been written (kinesis-mock is slow with 5 MB
+# requests): its records may arrive twice, at most one request (500 records) per failure.
+check_stream backlog default --expect-missing "$dropped" --allow-missing "$unsent" \
+	--max-duplicate-records $(($(ext_failed_requests) * 500))
 note "$(sj 'j.invocations.completed') invocations in $((t1 - t0)) s; $(cj 'j.arrived')/$(cj 'j.emitted') ids arrived," \
 	"$unsent events reported unsent, $dropped dropped by Lambda;" \
 	"shutdown took $(sj 'Math.round(j.shutdown.duration_ms)') of $(sj 'j.shutdown.budget_ms') ms;" \
