@@ -25,6 +25,7 @@
 #include "control.h"
 #include "controller/extensions_api.h"
 #include "controller/flush.h"
+#include "controller/metrics.h"
 #include "controller/supervisor.h"
 #include "controller/telemetry_subscribe.h"
 #include "dispatcher/dispatcher.h"
@@ -52,6 +53,7 @@ struct controller {
 	struct listener_args largs;
 	struct dispatcher_args dargs;
 	struct flush_state flush;
+	struct metrics metrics;         /* EMF lines on stdout (controller/metrics.h) */
 	int sigfd;
 	sigset_t oldmask;
 	bool shipping;                  /* valid config, ring and children up */
@@ -457,8 +459,28 @@ controller_invoke(struct controller *c, const struct ext_event *ev)
 	c->end_flushes++;
 	t_rd = now_mono_us() - t_rd;
 	c->end_sum_us += t_rd;
+	atomic_store(&c->ctl->next_hold_count, c->end_flushes);
+	atomic_store(&c->ctl->next_hold_ms, c->end_sum_us / 1000);
 	if (t_rd > c->end_max_us)
 		c->end_max_us = t_rd;
+}
+
+/*
+ * The self-metrics line, if one is due: at an INVOKE once the interval has passed, and the
+ * last one at SHUTDOWN. Written after the invocation's flush decisions, never before them.
+ */
+static void
+controller_metrics(struct controller *c, bool invocation, bool final)
+{
+	int rc;
+
+	if (!c->shipping)
+		return;
+	rc = metrics_emit(&c->metrics, c->ctl, &c->ring, STDOUT_FILENO, invocation, final, now_mono_ms());
+	if (rc < 0 && c->metrics.enabled) {
+		log_warnx("metrics: cannot write to stdout: %s; metrics off", strerror(-rc));
+		c->metrics.enabled = false;
+	}
 }
 
 /* Logs what was shipped and, loudly, what was not. */
@@ -551,6 +573,10 @@ controller_shutdown(struct controller *c, int64_t deadline_ms, const char *reaso
 		stop_mono = now_mono_ms() + CHILD_STOP_GRACE_MS;
 	supervisor_stop_all(&c->sup, stop_mono);
 	controller_report(c);
+	controller_metrics(c, false, true);
+	if (c->metrics.lines > 0)
+		log_info("metrics: %" PRIu64 " EMF line(s), %" PRIu64 " bytes written to stdout", c->metrics.lines,
+		    c->metrics.bytes);
 	log_info("exiting %" PRId64 " ms before the deadline", deadline_ms - (int64_t)now_epoch_ms());
 	exit(0);
 }
@@ -675,6 +701,7 @@ main(int argc, char **argv)
 
 	flush_init(&c->flush, c->managed_instances ? FLUSH_CONTINUOUS : c->cfg.flush,
 	    c->cfg.flush_interval_ms);
+	metrics_init(&c->metrics, &c->cfg, getenv("AWS_LAMBDA_FUNCTION_NAME"), now_mono_ms());
 	if (c->shipping)
 		controller_subscribe(c);
 	log_info("ready in %" PRIu64 " us: %s, flush %s%s, ring %" PRIu64 " bytes", now_mono_us() - c->t0_us,
@@ -688,6 +715,7 @@ main(int argc, char **argv)
 			controller_shutdown(c, ev.deadline_ms, ev.reason[0] ? ev.reason : "unknown");
 		c->waited = false;
 		controller_invoke(c, &ev);
+		controller_metrics(c, true, false);
 		if (c->term)
 			controller_shutdown(c, (int64_t)now_epoch_ms() + SIGTERM_SHUTDOWN_MS, "signal");
 	}
