@@ -37,6 +37,8 @@ echo "Dispatcher (ring -> signed PutRecords -> local sink, 300-byte events):"
 pick bench_dispatcher.txt '^(event|ndjson|kpl)|^flush of'
 echo "Codec (single thread):"
 pick bench_codec.txt '^(kpl_encode|sigv4_sign_kinesis 1 KB body, cached|kpl \+ base64 \+ sign)'
+echo "Self-metrics (EMF lines on stdout) off vs on, and their bytes:"
+pick bench_metrics.sh.txt '^metrics (off|on)|bytes on stdout|a line every invocation'
 echo "Memory (Pss of controller + listener + dispatcher): see the Pss column above (idle ring) and the"
 echo "  end-to-end rows (64 MiB ring in use)."
 echo "Layer:"
