@@ -483,6 +483,21 @@ controller_metrics(struct controller *c, bool invocation, bool final)
 	}
 }
 
+/*
+ * How long event/next may wait before a metrics line is due, or -1 (wait for the event).
+ * Only on Lambda Managed Instances: no INVOKE arrives there to write lines at, and the
+ * environment is not frozen between requests.
+ */
+static int
+controller_metrics_timeout(const struct controller *c)
+{
+	uint64_t now = now_mono_ms(), due = c->metrics.last_ms + c->metrics.interval_ms;
+
+	if (!c->managed_instances || !c->shipping || !c->metrics.enabled)
+		return -1;
+	return due > now ? (int)(due - now) : 0;
+}
+
 /* Logs what was shipped and, loudly, what was not. */
 static void
 controller_report(struct controller *c)
@@ -620,10 +635,14 @@ controller_next(struct controller *c, struct ext_event *ev)
 				{ .fd = c->shipping ? c->fds.to_controller : -1, .events = POLLIN },
 			};
 
+			int n;
+
 			if (c->term)
 				controller_shutdown(c, (int64_t)now_epoch_ms() + SIGTERM_SHUTDOWN_MS, "signal");
-			if (poll(p, 3, -1) < 0 && errno != EINTR)
+			if ((n = poll(p, 3, controller_metrics_timeout(c))) < 0 && errno != EINTR)
 				fatal("poll");
+			if (n == 0)
+				controller_metrics(c, false, false);
 			if (p[1].revents & POLLIN) {
 				controller_signals(c);
 				if (c->term)
