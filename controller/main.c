@@ -634,7 +634,6 @@ controller_next(struct controller *c, struct ext_event *ev)
 				{ .fd = c->sigfd, .events = POLLIN },
 				{ .fd = c->shipping ? c->fds.to_controller : -1, .events = POLLIN },
 			};
-
 			int n;
 
 			if (c->term)
