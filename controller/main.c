@@ -604,15 +604,18 @@ static int
 controller_next(struct controller *c, struct ext_event *ev)
 {
 	struct ext_reply reply;
+	uint64_t t_send;
 	int rc, failures = 0;
 
 	for (;;) {
 		if (c->shipping)
 			c->rd_at_next = atomic_load(&c->ctl->runtime_done_count);
+		/* Timed before the send: once next is sent Lambda may freeze us before the next line. */
+		t_send = now_mono_us();
 		if ((rc = ext_api_next_send(&c->api)) != 0)
 			goto transport;
 		if (c->t_event_us != 0 && !c->waited) {
-			uint64_t dt = now_mono_us() - c->t_event_us;
+			uint64_t dt = t_send - c->t_event_us;
 
 			c->quick_n++;
 			c->quick_sum_us += dt;

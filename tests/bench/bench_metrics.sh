@@ -47,10 +47,18 @@ printf 'metrics %-4s cold start median %7.3f ms   overhead p50 median %7.3f ms  
 echo "  (median of $RUNS runs each, interleaved; $INV invocations 20 ms apart, 10 log lines each)"
 echo "  default interval (60 s): $lines line(s), $bytes bytes on stdout for $INV invocations ($((bytes / INV)) B per invocation)"
 
-# Worst case: a line at every invocation.
-sim_run --invocations 10 --interval-ms 1000 --handler-ms 2 --log-lines 10 "${STUB[@]}" --env KTE_METRICS_INTERVAL_MS=1000
-[ "$SIM_RC" -eq 0 ] || fail "worst case: simulator exit $SIM_RC"
-read -r lines bytes < <(emf_bytes)
-quick=$(sed -nE 's/.*INVOKE to next mean ([0-9]+) us max ([0-9]+) us.*/\1 us mean, \2 us max/p' "$SIMLOG")
+# Worst case: a line at every invocation (KTE_METRICS_INTERVAL_MS=1000, invocations 1 s apart),
+# against the same runs with metrics off; 3 runs each, interleaved, median of the runs' means.
+: >"$T/wq.on"; : >"$T/wq.off"
+for ((i = 0; i < 3; i++)); do
+	for mode in off on; do
+		sim_run --invocations 10 --interval-ms 1000 --handler-ms 2 --log-lines 10 "${STUB[@]}" \
+			--env KTE_METRICS_INTERVAL_MS=1000 --env "KTE_METRICS=$mode"
+		[ "$SIM_RC" -eq 0 ] || fail "worst case ($mode): simulator exit $SIM_RC"
+		sed -nE 's/.*INVOKE to next mean ([0-9]+) us.*/\1/p' "$SIMLOG" >>"$T/wq.$mode"
+		if [ "$mode" = on ]; then read -r lines bytes < <(emf_bytes); fi
+	done
+done
 echo "  a line every invocation (KTE_METRICS_INTERVAL_MS=1000, 1 s apart): $lines lines, $bytes bytes" \
-	"($((bytes / lines)) B per line); INVOKE -> next ${quick:-?} including the write"
+	"($((bytes / lines)) B per line); INVOKE -> next mean, median of 3 runs: $(median <"$T/wq.on") us on," \
+	"$(median <"$T/wq.off") us off"
