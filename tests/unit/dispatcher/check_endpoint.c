@@ -3,17 +3,27 @@
  * (tests/data/endpoint-rules/endpoint-tests-1.json, read at run time from the repository
  * root or $KTE_ENDPOINT_RULES), the compiled-in partitions against partitions.json,
  * negative cases of our own (malformed ARNs, unknown regions, every partition), and the
- * URL split that gives the Host header and the path that is sent and signed.
+ * URL split that gives the Host header and the path that is sent and signed; the
+ * precedence of the variables that choose the endpoint (config); and a request through the
+ * real client to a sink whose endpoint URL has a path, its signature verified against
+ * the path the sink received.
  */
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <json-c/json.h>
 
+#include "common/config.h"
 #include "common/endpoint.h"
+#include "dispatcher/kinesis_client.h"
+#include "dispatcher/sigv4.h"
+#include "kinesis_sink.h"
 
 #define RULES_MIN_RUN 75        /* cases without ConsumerARN/ResourceARN in the copied file */
 
@@ -386,6 +396,311 @@ START_TEST(test_loopback)
 }
 END_TEST
 
+
+/* ---- Which endpoint the configuration chooses. ---- */
+
+struct env {
+	const char *names[16];
+	const char *values[16];
+	int n;
+};
+
+static const char *
+env_get(const char *name, void *ctx)
+{
+	struct env *e = ctx;
+
+	for (int i = e->n - 1; i >= 0; i--)      /* the last setting wins */
+		if (strcmp(e->names[i], name) == 0)
+			return e->values[i];
+	return NULL;
+}
+
+/* Loads KTE_STREAM_NAME=s, AWS_REGION=eu-west-1 and the NULL-terminated name, value pairs. */
+static int
+load_env(struct kte_config *cfg, char *err, size_t errlen, ...)
+{
+	struct env e = { .n = 0 };
+	va_list ap;
+	const char *n;
+
+	e.names[e.n] = "KTE_STREAM_NAME", e.values[e.n++] = "s";
+	e.names[e.n] = "AWS_REGION", e.values[e.n++] = "eu-west-1";
+	va_start(ap, errlen);
+	while ((n = va_arg(ap, const char *)) != NULL && e.n < 16) {
+		e.names[e.n] = n;
+		e.values[e.n++] = va_arg(ap, const char *);
+	}
+	va_end(ap);
+	err[0] = '\0';
+	return config_load_from(cfg, env_get, &e, err, errlen);
+}
+
+#define LOAD_OK(cfg, ...) do { \
+	char err_[512]; \
+	int rc_ = load_env(cfg, err_, sizeof(err_), __VA_ARGS__, NULL); \
+	ck_assert_msg(rc_ == 0 && (cfg)->shipping_enabled, "rc %d: %s", rc_, err_); \
+} while (0)
+
+#define LOAD_BAD(want, ...) do { \
+	struct kte_config c_; \
+	char err_[512]; \
+	int rc_ = load_env(&c_, err_, sizeof(err_), __VA_ARGS__, NULL); \
+	ck_assert_msg(rc_ == -EINVAL && !c_.shipping_enabled, "accepted (%s)", c_.endpoint_url); \
+	ck_assert_msg(strstr(err_, want) != NULL, "error \"%s\" does not say \"%s\"", err_, want); \
+} while (0)
+
+START_TEST(test_config_precedence)
+{
+	struct kte_config cfg;
+
+	LOAD_OK(&cfg, "KTE_LOG_LEVEL", "info");
+	ck_assert_str_eq(cfg.endpoint_url, "https://kinesis.eu-west-1.amazonaws.com");
+	ck_assert_str_eq(cfg.endpoint_source, "the Kinesis endpoint rules");
+	/* Only AWS_ENDPOINT_URL_KINESIS, only AWS_ENDPOINT_URL: each is used. */
+	LOAD_OK(&cfg, "AWS_ENDPOINT_URL_KINESIS", "http://127.0.0.1:4567");
+	ck_assert_str_eq(cfg.endpoint_url, "http://127.0.0.1:4567");
+	ck_assert_str_eq(cfg.endpoint_source, "AWS_ENDPOINT_URL_KINESIS");
+	LOAD_OK(&cfg, "AWS_ENDPOINT_URL", "http://127.0.0.1:4568");
+	ck_assert_str_eq(cfg.endpoint_url, "http://127.0.0.1:4568");
+	ck_assert_str_eq(cfg.endpoint_source, "AWS_ENDPOINT_URL");
+	/* KTE_KINESIS_ENDPOINT > AWS_ENDPOINT_URL_KINESIS > AWS_ENDPOINT_URL. */
+	LOAD_OK(&cfg, "AWS_ENDPOINT_URL", "http://127.0.0.1:1", "AWS_ENDPOINT_URL_KINESIS", "http://127.0.0.1:2");
+	ck_assert_str_eq(cfg.endpoint_url, "http://127.0.0.1:2");
+	LOAD_OK(&cfg, "AWS_ENDPOINT_URL", "http://127.0.0.1:1", "AWS_ENDPOINT_URL_KINESIS", "http://127.0.0.1:2",
+	    "KTE_KINESIS_ENDPOINT", "http://127.0.0.1:3");
+	ck_assert_str_eq(cfg.endpoint_url, "http://127.0.0.1:3");
+	ck_assert_str_eq(cfg.endpoint_source, "KTE_KINESIS_ENDPOINT");
+	/* Empty = unset. */
+	LOAD_OK(&cfg, "AWS_ENDPOINT_URL_KINESIS", "", "AWS_ENDPOINT_URL", "http://127.0.0.1:1",
+	    "AWS_USE_FIPS_ENDPOINT", "");
+	ck_assert_str_eq(cfg.endpoint_url, "http://127.0.0.1:1");
+	/* AWS_IGNORE_CONFIGURED_ENDPOINT_URLS drops the AWS variables, not the extension's own. */
+	LOAD_OK(&cfg, "AWS_ENDPOINT_URL_KINESIS", "http://127.0.0.1:2", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "TRUE");
+	ck_assert_str_eq(cfg.endpoint_url, "https://kinesis.eu-west-1.amazonaws.com");
+	LOAD_OK(&cfg, "KTE_KINESIS_ENDPOINT", "http://127.0.0.1:3", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true");
+	ck_assert_str_eq(cfg.endpoint_url, "http://127.0.0.1:3");
+	LOAD_OK(&cfg, "AWS_ENDPOINT_URL", "http://127.0.0.1:1", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "false");
+	ck_assert_str_eq(cfg.endpoint_url, "http://127.0.0.1:1");
+}
+END_TEST
+
+START_TEST(test_config_rules)
+{
+	struct kte_config cfg;
+
+	LOAD_OK(&cfg, "AWS_USE_FIPS_ENDPOINT", "true");
+	ck_assert_str_eq(cfg.endpoint_url, "https://kinesis-fips.eu-west-1.amazonaws.com");
+	LOAD_OK(&cfg, "AWS_USE_DUALSTACK_ENDPOINT", "True");
+	ck_assert_str_eq(cfg.endpoint_url, "https://kinesis.eu-west-1.api.aws");
+	LOAD_OK(&cfg, "AWS_USE_DUALSTACK_ENDPOINT", "true", "AWS_USE_FIPS_ENDPOINT", "true");
+	ck_assert_str_eq(cfg.endpoint_url, "https://kinesis-fips.eu-west-1.api.aws");
+	LOAD_OK(&cfg, "AWS_REGION", "us-iso-east-1");
+	ck_assert_str_eq(cfg.endpoint_url, "https://kinesis.us-iso-east-1.c2s.ic.gov");
+	LOAD_OK(&cfg, "AWS_REGION", "eusc-de-east-1");
+	ck_assert_str_eq(cfg.endpoint_url, "https://kinesis.eusc-de-east-1.amazonaws.eu");
+	LOAD_OK(&cfg, "AWS_REGION", "cn-northwest-1");
+	ck_assert_str_eq(cfg.endpoint_url, "https://kinesis.cn-northwest-1.amazonaws.com.cn");
+	/* A stream ARN: the account-based data endpoint of the ARN's region. */
+	LOAD_OK(&cfg, "KTE_STREAM_ARN", "arn:aws:kinesis:us-east-2:123456789012:stream/s");
+	ck_assert_str_eq(cfg.endpoint_url, "https://123456789012.data-kinesis.us-east-2.amazonaws.com");
+	ck_assert_str_eq(cfg.region, "us-east-2");
+	LOAD_OK(&cfg, "KTE_STREAM_ARN", "arn:aws-us-gov:kinesis:us-gov-west-1:123456789012:stream/s",
+	    "AWS_USE_FIPS_ENDPOINT", "true");
+	ck_assert_str_eq(cfg.endpoint_url, "https://123456789012.data-kinesis-fips.us-gov-west-1.amazonaws.com");
+	/* ...unless an endpoint is configured. */
+	LOAD_OK(&cfg, "KTE_STREAM_ARN", "arn:aws:kinesis:us-east-2:123456789012:stream/s",
+	    "AWS_ENDPOINT_URL", "https://vpce-1.kinesis.us-east-2.vpce.amazonaws.com");
+	ck_assert_str_eq(cfg.endpoint_url, "https://vpce-1.kinesis.us-east-2.vpce.amazonaws.com");
+	/* Errors of the rule set become configuration errors that name the variables. */
+	LOAD_BAD("Partition: aws-cn from ARN doesn't match with partition name: aws.",
+	    "KTE_STREAM_ARN", "arn:aws-cn:kinesis:us-east-2:123456789012:stream/s");
+	LOAD_BAD("FIPS and custom endpoint are not supported", "AWS_ENDPOINT_URL_KINESIS", "http://127.0.0.1:1",
+	    "AWS_USE_FIPS_ENDPOINT", "true");
+	LOAD_BAD("AWS_USE_DUALSTACK_ENDPOINT=true", "KTE_KINESIS_ENDPOINT", "http://127.0.0.1:1",
+	    "AWS_USE_DUALSTACK_ENDPOINT", "true");
+	LOAD_BAD("DualStack is enabled but this partition does not support DualStack", "AWS_REGION", "us-isob-east-1",
+	    "AWS_USE_DUALSTACK_ENDPOINT", "true");
+	LOAD_BAD("AWS_USE_FIPS_ENDPOINT=\"yes\" is invalid", "AWS_USE_FIPS_ENDPOINT", "yes");
+	LOAD_BAD("AWS_USE_DUALSTACK_ENDPOINT=\"1\" is invalid", "AWS_USE_DUALSTACK_ENDPOINT", "1");
+	LOAD_BAD("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=\"on\" is invalid", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "on");
+	LOAD_BAD("region \"eu-west-1.evil.com\" is invalid", "AWS_REGION", "eu-west-1.evil.com");
+	LOAD_BAD("AWS_ENDPOINT_URL_KINESIS=\"ftp://h/\" is invalid", "AWS_ENDPOINT_URL_KINESIS", "ftp://h/");
+	LOAD_BAD("AWS_ENDPOINT_URL=\"https://h/?x=1\" is invalid", "AWS_ENDPOINT_URL", "https://h/?x=1");
+	LOAD_BAD("KTE_KINESIS_ENDPOINT=\"https://u:p@h/\" is invalid", "KTE_KINESIS_ENDPOINT", "https://u:p@h/");
+}
+END_TEST
+
+START_TEST(test_config_cleartext)
+{
+	struct kte_config cfg;
+
+	LOAD_OK(&cfg, "AWS_ENDPOINT_URL", "http://10.0.0.5:4567");
+	ck_assert(cfg.endpoint_cleartext);
+	LOAD_OK(&cfg, "AWS_ENDPOINT_URL_KINESIS", "http://kinesis-mock:4567/");
+	ck_assert(cfg.endpoint_cleartext);
+	LOAD_OK(&cfg, "KTE_KINESIS_ENDPOINT", "http://127.0.0.1:4567");
+	ck_assert(!cfg.endpoint_cleartext);
+	LOAD_OK(&cfg, "KTE_KINESIS_ENDPOINT", "http://localhost:4567");
+	ck_assert(!cfg.endpoint_cleartext);
+	LOAD_OK(&cfg, "KTE_KINESIS_ENDPOINT", "https://10.0.0.5:4567");
+	ck_assert(!cfg.endpoint_cleartext);
+	LOAD_OK(&cfg, "KTE_LOG_LEVEL", "info");
+	ck_assert(!cfg.endpoint_cleartext);
+}
+END_TEST
+
+/* ---- The path is signed as sent. ---- */
+
+#define K_AKID "AKIDEXAMPLE"
+#define K_SECRET "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+#define K_TIME ((time_t)1440938160)     /* 20150830T123600Z */
+
+static const char k_body[] = "{\"StreamName\":\"s\",\"Records\":[]}";
+
+/* sigv4_sign_kinesis_path is the generic signer over POST <path>. */
+START_TEST(test_sign_path)
+{
+	struct sigv4_credentials cred = { .access_key_id = K_AKID, .secret_access_key = K_SECRET };
+	struct sigv4_kinesis_headers root, pre, pre2;
+	struct sigv4_header hs[3] = { { "content-type", SIGV4_KINESIS_CONTENT_TYPE }, { "host", "h:4567" },
+	    { "x-amz-target", "Kinesis_20131202.PutRecords" } };
+	struct sigv4_request r = { .method = "POST", .path = "/prefix/", .headers = hs, .n_headers = 3,
+	    .body = k_body, .body_len = sizeof(k_body) - 1 };
+	struct sigv4_params p = { .region = "eu-west-1", .service = "kinesis", .now = K_TIME,
+	    .normalize_path = true };
+	struct sigv4_signed s;
+
+	ck_assert_int_eq(sigv4_sign_kinesis_path(NULL, &cred, "eu-west-1", "h:4567", "/prefix/",
+	    "Kinesis_20131202.PutRecords", k_body, sizeof(k_body) - 1, K_TIME, &pre), 0);
+	ck_assert_int_eq(sigv4_sign(NULL, &cred, &r, &p, &s), 0);
+	ck_assert_msg(strncmp(s.canonical_request, "POST\n/prefix/\n\n", 15) == 0, "%s", s.canonical_request);
+	ck_assert_str_eq(pre.authorization, s.authorization);
+	sigv4_signed_cleanup(&s);
+	/* "/" is another signature: a verifier of the path would refuse one for the other. */
+	ck_assert_int_eq(sigv4_sign_kinesis(NULL, &cred, "eu-west-1", "h:4567", "Kinesis_20131202.PutRecords",
+	    k_body, sizeof(k_body) - 1, K_TIME, &root), 0);
+	ck_assert_str_ne(root.authorization, pre.authorization);
+	ck_assert_int_eq(sigv4_sign_kinesis_path(NULL, &cred, "eu-west-1", "h:4567", "/",
+	    "Kinesis_20131202.PutRecords", k_body, sizeof(k_body) - 1, K_TIME, &pre2), 0);
+	ck_assert_str_eq(root.authorization, pre2.authorization);
+	ck_assert_int_eq(sigv4_sign_kinesis_path(NULL, &cred, "eu-west-1", "h", "prefix/",
+	    "Kinesis_20131202.PutRecords", k_body, 1, K_TIME, &pre2), -EINVAL);
+}
+END_TEST
+
+/* What the sink received, for the test thread. */
+struct seen {
+	pthread_mutex_t mu;
+	unsigned n;
+	char method[16], path[1024], auth[1024], date[64], token[4096], host[256], target[128], ctype[128];
+	char *body;
+	size_t body_len;
+};
+
+static void
+seen_handler(void *ctx, const struct sink_request *req, struct sink_reply *rep)
+{
+	struct seen *s = ctx;
+
+	(void)rep;
+	pthread_mutex_lock(&s->mu);
+	s->n++;
+	snprintf(s->method, sizeof(s->method), "%s", req->method);
+	snprintf(s->path, sizeof(s->path), "%s", req->path);
+	snprintf(s->auth, sizeof(s->auth), "%s", req->authorization);
+	snprintf(s->date, sizeof(s->date), "%s", req->amz_date);
+	snprintf(s->token, sizeof(s->token), "%s", req->security_token);
+	snprintf(s->host, sizeof(s->host), "%s", req->host);
+	snprintf(s->target, sizeof(s->target), "%s", req->target);
+	snprintf(s->ctype, sizeof(s->ctype), "%s", req->content_type);
+	free(s->body);
+	s->body = malloc(req->body_len + 1);
+	if (s->body != NULL) {
+		memcpy(s->body, req->body, req->body_len);
+		s->body_len = req->body_len;
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+/*
+ * Recomputes, from what the sink received, the signature of that request claimed at path
+ * (the received path, for a verifier) and says whether the received Authorization is it.
+ */
+static bool
+signature_matches(const struct seen *s, const struct sigv4_credentials *cred, const char *region,
+    const char *path)
+{
+	struct sigv4_header hs[3] = { { "content-type", s->ctype }, { "host", s->host },
+	    { "x-amz-target", s->target } };
+	struct sigv4_request r = { .method = s->method, .path = path, .headers = hs, .n_headers = 3,
+	    .body = s->body, .body_len = s->body_len };
+	struct sigv4_params p = { .region = region, .service = "kinesis", .normalize_path = true };
+	struct sigv4_signed sg;
+	struct tm tm = { 0 };
+	bool same;
+
+	ck_assert_ptr_nonnull(strptime(s->date, "%Y%m%dT%H%M%SZ", &tm));
+	p.now = timegm(&tm);
+	ck_assert_int_eq(sigv4_sign(NULL, cred, &r, &p, &sg), 0);
+	same = strcmp(sg.authorization, s->auth) == 0;
+	sigv4_signed_cleanup(&sg);
+	return same;
+}
+
+/* One PutRecords through the real client to http://127.0.0.1:<sink port><suffix>. */
+static void
+client_roundtrip(const char *suffix, const char *want_path)
+{
+	struct sigv4_credentials cred = { .access_key_id = K_AKID, .secret_access_key = K_SECRET };
+	struct seen s = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	struct kinesis_client *kc;
+	struct kinesis_response resp;
+	struct kte_config cfg;
+	struct sink *sk;
+	char ep[256], err[512];
+	uint16_t port;
+	int rc = 0;
+
+	snprintf(cred.session_token, sizeof(cred.session_token), "token/with+chars=");
+	setenv("AWS_ACCESS_KEY_ID", cred.access_key_id, 1);
+	setenv("AWS_SECRET_ACCESS_KEY", cred.secret_access_key, 1);
+	setenv("AWS_SESSION_TOKEN", cred.session_token, 1);
+	ck_assert_ptr_nonnull(sk = sink_start(seen_handler, &s, &port));
+	snprintf(ep, sizeof(ep), "http://127.0.0.1:%u%s", (unsigned)port, suffix);
+	ck_assert_int_eq(load_env(&cfg, err, sizeof(err), "AWS_ENDPOINT_URL_KINESIS", ep, NULL), 0);
+	ck_assert_ptr_nonnull(kc = kinesis_client_new(&cfg));
+	ck_assert_int_eq(kinesis_client_start(kc, k_body, sizeof(k_body) - 1, 10000), 0);
+	for (int i = 0; i < 200 && rc == 0; i++)
+		ck_assert_int_ge(rc = kinesis_client_wait(kc, NULL, 0, 100, &resp), 0);
+	ck_assert_int_eq(rc, 1);
+	ck_assert_int_eq(resp.transport_err, 0);
+	ck_assert_int_eq(resp.http_status, 200);
+	pthread_mutex_lock(&s.mu);
+	ck_assert_uint_eq(s.n, 1);
+	ck_assert_str_eq(s.method, "POST");
+	ck_assert_str_eq(s.path, want_path);
+	ck_assert_str_eq(s.token, cred.session_token);
+	ck_assert_msg(signature_matches(&s, &cred, "eu-west-1", s.path), "%s: the signature is not the "
+	    "received request's", ep);
+	/* The check can fail: the same request claimed at "/" does not verify. */
+	if (strcmp(want_path, "/") != 0)
+		ck_assert(!signature_matches(&s, &cred, "eu-west-1", "/"));
+	pthread_mutex_unlock(&s.mu);
+	kinesis_client_free(kc);
+	sink_stop(sk);
+	free(s.body);
+}
+
+START_TEST(test_client_path_signed)
+{
+	client_roundtrip("/prefix/", "/prefix/");
+	client_roundtrip("/a//b/./c/../kinesis", "/a/b/kinesis");
+	client_roundtrip("/sp%20ace/", "/sp%20ace/");
+	client_roundtrip("", "/");
+}
+END_TEST
+
 static Suite *
 endpoint_suite(void)
 {
@@ -402,6 +717,16 @@ endpoint_suite(void)
 	tc = tcase_create("url");
 	tcase_add_test(tc, test_url_parse);
 	tcase_add_test(tc, test_loopback);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("config");
+	tcase_add_test(tc, test_config_precedence);
+	tcase_add_test(tc, test_config_rules);
+	tcase_add_test(tc, test_config_cleartext);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("signing");
+	tcase_add_test(tc, test_sign_path);
+	tcase_add_test(tc, test_client_path_signed);
+	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
 	return s;
 }
