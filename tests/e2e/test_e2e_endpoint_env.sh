@@ -7,12 +7,15 @@
 # it came from. Then a plain
 # http:// endpoint named by a host name that is not a loopback name (this machine's
 # name, when it resolves to 127.0.0.1): everything arrives and the clear-text warning is
-# logged exactly once; the loopback runs have none.
+# logged exactly once; the loopback runs have none. Last, AWS_ENDPOINT_URL_KINESIS with a
+# path prefix, through a proxy that verifies every request's SigV4 signature for the path
+# it received (tests/tools/sigv4_verify_proxy.js, its own SigV4 in Node) before passing it
+# on to kinesis-mock: every request verified, everything arrives.
 . "$(dirname "$0")/lib.sh"
 
 N=$(scaled 8 3)
 LINES=$(scaled 40 10)
-kinesis_start ep-kinesis:1 ep-all:1 ep-named:1
+kinesis_start ep-kinesis:1 ep-all:1 ep-named:1 ep-prefix:1
 WARN='plain http:// to a host off this machine'
 
 run_with() {
@@ -49,4 +52,24 @@ if [ -n "$name" ] && [ "$(getent ahostsv4 "$name" 2>/dev/null | awk 'NR == 1 { p
 else
 	note "NOTE: this machine's name does not resolve to 127.0.0.1: clear-text warning run skipped"
 fi
-pass "only AWS_ENDPOINT_URL_KINESIS, only AWS_ENDPOINT_URL: $N invocations x $LINES records each, all arrived"
+SECRET=e2eVerifyProxySecretKey0000000000000000
+node "$TOOLS/sigv4_verify_proxy.js" --upstream "$KINESIS_MOCK_ENDPOINT" --prefix /kinesis/ --secret "$SECRET" \
+	>"$T/verify.port" 2>"$T/verify.log" &
+_bg_pids+=($!)
+wait_for 20 test -s "$T/verify.port" || fail "the verifying proxy did not start"
+VERIFY=http://127.0.0.1:$(head -n 1 "$T/verify.port")
+verify_stats() { curl -sf "$VERIFY/__stats" >"$T/verify.json" || fail "verifying proxy: GET /__stats"; }
+# The verifier refuses what is not signed right (here a made-up signature).
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$VERIFY/kinesis/" -H 'X-Amz-Date: 20150830T123600Z' \
+	-H "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/kinesis/aws4_request, SignedHeaders=host;x-amz-date, Signature=$(printf '%064d' 0)" -d '{}')
+[ "$code" = 403 ] || fail "the verifying proxy answered $code to a bad signature, want 403"
+E2E_ENDPOINT="$VERIFY/kinesis/" run_with prefix ep-prefix AWS_ENDPOINT_URL_KINESIS \
+	--env AWS_ACCESS_KEY_ID=AKIDE2EVERIFY0000000 --env "AWS_SECRET_ACCESS_KEY=$SECRET" \
+	--env AWS_SESSION_TOKEN=e2e/session+token=
+verify_stats
+[ "$(jq_js "$T/verify.json" 'j.rejected')" -eq 1 ] ||
+	fail "the verifier rejected the extension's requests: $(jq_js "$T/verify.json" 'j.lastRejection')"
+[ "$(jq_js "$T/verify.json" 'j.verified')" -ge 1 ] || fail "no request reached the verifier"
+[ "$(jq_js "$T/verify.json" 'j.wrongPath')" -eq 0 ] || fail "requests outside /kinesis/"
+note "path prefix: $(jq_js "$T/verify.json" 'j.verified') requests verified for /kinesis/"
+pass "only AWS_ENDPOINT_URL_KINESIS, only AWS_ENDPOINT_URL, a path prefix behind a SigV4 verifier: $N invocations x $LINES records each, all arrived"
