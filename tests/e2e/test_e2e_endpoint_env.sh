@@ -44,7 +44,7 @@ log_has "Kinesis endpoint $KINESIS_MOCK_ENDPOINT \(from AWS_ENDPOINT_URL\)" ||
 	fail "the controller did not log the endpoint from AWS_ENDPOINT_URL"
 [ "$(log_count "$WARN")" -eq 0 ] || fail "clear-text warning for a loopback endpoint"
 
-name=$(hostname 2>/dev/null || true)
+name=$(cat /proc/sys/kernel/hostname 2>/dev/null || true)
 if [ -n "$name" ] && [ "$(getent ahostsv4 "$name" 2>/dev/null | awk 'NR == 1 { print $1 }')" = 127.0.0.1 ]; then
 	url="http://$name:$KINESIS_MOCK_PORT"
 	E2E_ENDPOINT=$url run_with named ep-named AWS_ENDPOINT_URL
