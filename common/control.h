@@ -13,7 +13,9 @@
  * | flush_requested         | C      | D            | flush request sequence, +1 per request         |
  * | shutdown_deadline_ms    | C      | D            | epoch ms to be done by; 0 = running            |
  * | hold_sending            | C      | D            | 1: periodic policy between flushes: do not send|
- * | pressure.*              | C      | metrics, C   | next held back for a full ring: holds, ms      |
+ * | pressure.*              | C      | C (metrics)  | next held back for a full ring: holds, ms      |
+ * | metrics_window          | C      | C, D         | metrics window number (latency maxima restart) |
+ * | next_hold_count, _ms    | C      | C (metrics)  | `end` waits for a flush after runtimeDone      |
  * | flush_completed         | D      | C            | highest flush_requested value satisfied        |
  * | kinesis_healthy         | D (3)  | C            | circuit breaker: 1 closed, 0 open              |
  * | dispatcher_idle         | D      | tests        | nothing in flight, nothing it could send       |
@@ -22,6 +24,7 @@
  * | dispatcher.* counters   | D      | C, metrics   | what was sent / retried / given up; events_left|
  * |                         |        |              | = of events_dropped, left in the ring at exit  |
  * | drops.*                 | D      | D (next one) | dropped-summary state across dispatcher restarts|
+ * | latency.*               | D      | C (metrics)  | arrival -> ack latency histogram, window maxima|
  * | runtime_done_count      | L      | C            | platform.runtimeDone events seen               |
  * | report_count            | L      | C            | platform.report events seen                    |
  * | listener_ready          | L      | C            | 1 while the server accepts connections         |
@@ -89,6 +92,19 @@ struct dispatcher_drops {
 };
 
 /*
+ * Arrival -> acknowledgement latency of events, as a log-scale histogram (bucket bounds in
+ * common/latency.h), plus two maxima that restart with each metrics window. Written by the
+ * dispatcher only (latency_record, latency_ring_used), read by the controller.
+ */
+#define LATENCY_BUCKETS 80
+struct latency_hist {
+	_Atomic uint64_t bucket[LATENCY_BUCKETS]; /* events acknowledged, cumulative per bucket */
+	_Atomic uint64_t window;             /* metrics_window value the maxima below belong to */
+	_Atomic uint64_t max_ms;             /* highest latency recorded in that window */
+	_Atomic uint64_t ring_hw_bytes;      /* most ring bytes in use seen in that window (before a release) */
+};
+
+/*
  * Push back (docs/pressure.md): the controller held event/next because the ring was
  * above its high-water mark. Written by the controller only; the metrics emitter reads it.
  */
@@ -124,6 +140,16 @@ struct control {
 	struct listener_counters listener;
 	struct dispatcher_counters dispatcher;
 	struct dispatcher_drops drops;
+
+	/*
+	 * Self-metrics (controller/metrics.c emits them as EMF lines). Single writers:
+	 *   metrics_window, next_hold_count, next_hold_ms: the controller;
+	 *   latency: the dispatcher (common/latency.c), read by the controller.
+	 */
+	_Atomic uint64_t metrics_window;     /* bumped by each emission: starts a new window for latency's maxima */
+	_Atomic uint64_t next_hold_count;    /* invocations where next waited for a flush after runtimeDone */
+	_Atomic uint64_t next_hold_ms;       /* their summed wait, runtimeDone seen to next sent */
+	struct latency_hist latency;
 	struct pressure_counters pressure;
 };
 
