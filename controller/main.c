@@ -700,12 +700,15 @@ controller_shutdown(struct controller *c, int64_t deadline_ms, const char *reaso
 		if (!controller_wait_tick(c, cond_reports, flush_until - reserve, 2))
 			log_info("shutdown: %" PRIu64 " of %" PRIu64 " platform.report events arrived in time",
 			    atomic_load(&c->ctl->report_count), c->invocations);
-		else if (child_usable(c->listener) && c->listener->pid > 0)
+		else if (c->cfg.ring_bytes > CONFIG_RING_MAX_DEFAULT && child_usable(c->listener) &&
+		    c->listener->pid > 0)
 			/*
-			 * Every invocation's report is in, and with it all the function's output
-			 * before it: the listener has nothing left to receive. Stopped now, its
-			 * teardown (unmapping a ring it filled) overlaps the final flush instead of
-			 * eating into the time kept for the end.
+			 * A ring larger than any default: every invocation's report is in, and
+			 * with it the function's output before it, so the listener is stopped now
+			 * and its teardown (unmapping a ring it may have filled: up to several
+			 * hundred ms on a loaded machine) overlaps the final flush instead of
+			 * threatening the deadline. What the runtime logs after its last report
+			 * (a shutdown hook) is not received then; with smaller rings it is.
 			 */
 			supervisor_stop_child(&c->sup, c->listener);
 	}
