@@ -617,9 +617,10 @@ account:
 	cur = st.head - st.tail;
 	if (pressure_log_due(&c->pressure, now_mono_ms(), held, &holds, &ms))
 		log_info("pressure: held next %" PRIu64 " ms after invocation %s, ring %u%% -> %u%% "
-		    "(hold from %u%%, release at %u%%)%s; %" PRIu64 " hold(s), %" PRIu64 " ms in this line, "
-		    "%" PRIu64 " ms in all", held, ev->request_id, pressure_pct(used0, st.capacity),
+		    "(hold above %u%%, release at %u%% and %u KiB)%s; %" PRIu64 " hold(s), %" PRIu64 " ms in "
+		    "this line, %" PRIu64 " ms in all", held, ev->request_id, pressure_pct(used0, st.capacity),
 		    pressure_pct(cur, st.capacity), PRESSURE_HIGH_PCT, PRESSURE_LOW_PCT,
+		    PRESSURE_LOW_MAX_BYTES >> 10,
 		    drained ? "" : " until the deadline", holds, ms, atomic_load(&pc->hold_ms));
 }
 

@@ -9,7 +9,7 @@ pressure_high(uint64_t used, uint64_t capacity)
 bool
 pressure_low(uint64_t used, uint64_t capacity)
 {
-	return capacity == 0 || used * 100 <= capacity * PRESSURE_LOW_PCT;
+	return capacity == 0 || (used * 100 <= capacity * PRESSURE_LOW_PCT && used <= PRESSURE_LOW_MAX_BYTES);
 }
 
 bool

@@ -12,7 +12,12 @@
 #include <stdint.h>
 
 #define PRESSURE_HIGH_PCT        50     /* hold next above this fill ... */
-#define PRESSURE_LOW_PCT         25     /* ... until at or below this one */
+#define PRESSURE_LOW_PCT         25     /* ... until at or below this one ... */
+/*
+ * ... and at most this many bytes: SHUTDOWN comes without warning and leaves about a
+ * second to send what the ring holds; a shard takes 1 MB/s.
+ */
+#define PRESSURE_LOW_MAX_BYTES   (1u << 20)
 #define PRESSURE_LOG_INTERVAL_MS 10000  /* at most one hold line per interval */
 /*
  * A hold ends this long (or KTE_SHUTDOWN_MARGIN_MS, if larger) before the invocation's
@@ -29,7 +34,7 @@ struct pressure_log {
 
 /* Ring fill above the high-water mark: hold next. */
 bool pressure_high(uint64_t used, uint64_t capacity);
-/* Ring fill at or below the low-water mark: release next. */
+/* Ring fill at or below the low-water mark (PRESSURE_LOW_PCT, at most PRESSURE_LOW_MAX_BYTES). */
 bool pressure_low(uint64_t used, uint64_t capacity);
 /*
  * Whether the ring may cross the high-water mark during this invocation: used now plus

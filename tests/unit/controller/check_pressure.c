@@ -13,10 +13,13 @@ START_TEST(test_marks)
 	ck_assert(pressure_high(cap / 2 + 1, cap));
 	ck_assert(pressure_high(cap, cap));
 	ck_assert(pressure_low(0, cap));
-	ck_assert(pressure_low(cap / 4, cap));
-	ck_assert(!pressure_low(cap / 4 + 1, cap));
+	ck_assert(pressure_low(PRESSURE_LOW_MAX_BYTES, cap));
+	ck_assert(!pressure_low(PRESSURE_LOW_MAX_BYTES + 1, cap));       /* 25% would be 2 MiB */
+	ck_assert(pressure_low(1024, 4096));                             /* small ring: 25% */
+	ck_assert(!pressure_low(1025, 4096));
 	/* Between the marks: neither starts a hold nor ends one (hysteresis). */
 	ck_assert(!pressure_high(cap / 3, cap) && !pressure_low(cap / 3, cap));
+	ck_assert(pressure_low(256 << 10, 1u << 20) && !pressure_low((256 << 10) + 1, 1u << 20));
 	/* Large rings do not overflow the arithmetic. */
 	ck_assert(pressure_high(1ull << 40, 1ull << 40));
 	ck_assert(pressure_low(0, 0) && !pressure_high(5, 0));
