@@ -356,6 +356,17 @@ send_batch(struct dispatcher *d)
 			timeout = (long)left;
 	}
 	rc = kinesis_client_start(d->kc, CUR(d)->b.body, CUR(d)->b.len, timeout);
+	if (rc == -EAGAIN) {
+		/* No usable credentials yet (the provider logs its fetch failures once per series). */
+		struct reply_result res = { .outcome = REPLY_RETRY, .code = "CredentialsUnavailable" };
+		uint64_t wait = (uint64_t)kinesis_client_credentials_retry_ms(d->kc);
+
+		on_failure(d, false, &res);
+		schedule_retry(d, 0);
+		if (d->not_before < now_mono_ms() + wait)
+			d->not_before = now_mono_ms() + wait;
+		return;
+	}
 	if (rc < 0) {
 		/* Signing failed (no credentials) or no memory: nothing a quick retry fixes. */
 		struct reply_result res = { .outcome = REPLY_CONFIG };
@@ -363,7 +374,8 @@ send_batch(struct dispatcher *d)
 		snprintf(res.code, sizeof(res.code), "%s", rc == -EINVAL ? "MissingCredentials" : "LocalError");
 		if (!d->problem_logged) {
 			log_error("cannot sign or start a PutRecords request: %s%s", strerror(-rc),
-			    rc == -EINVAL ? " (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY missing?)" : "");
+			    rc == -EINVAL ? " (no AWS credentials: see \"Which credentials are used\" in "
+			    "docs/configuration.md)" : "");
 			d->problem_logged = true;
 		}
 		on_failure(d, true, &res);
@@ -467,9 +479,7 @@ handle_reply(struct dispatcher *d, const struct kinesis_response *resp)
 		return;
 	case REPLY_EXPIRED:
 		atomic_fetch_add(&c->request_failures, 1);
-		log_info("credentials expired (%s): reloading them", res.code);
-		if (kinesis_client_reload_credentials(d->kc) < 0)
-			log_warnx("cannot reload the AWS credentials");
+		kinesis_client_invalidate_credentials(d->kc);
 		on_failure(d, false, &res);
 		if (d->attempt == 0)
 			d->attempt = 1;         /* the retry goes out at once, re-signed */
@@ -478,6 +488,9 @@ handle_reply(struct dispatcher *d, const struct kinesis_response *resp)
 		return;
 	case REPLY_CONFIG:
 		atomic_fetch_add(&c->request_failures, 1);
+		if (strcmp(res.code, "UnrecognizedClientException") == 0 ||
+		    strcmp(res.code, "InvalidSignatureException") == 0)
+			kinesis_client_invalidate_credentials(d->kc);   /* rotated keys: fetch afresh */
 		if (!d->problem_logged) {
 			log_error("Kinesis refused PutRecords: %s: %s (HTTP %ld); keeping the records, "
 			    "next attempt in %u ms", res.code[0] ? res.code : "error", res.message,

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "notify.h"
 
+#include "credentials.h"
 #include "sigv4.h"
 
 #define KC_TARGET        "Kinesis_20131202.PutRecords"
@@ -36,9 +37,10 @@ struct kinesis_client {
 	char curl_err[CURL_ERROR_SIZE];
 	uint64_t started_us;
 	size_t body_len;
-	struct sigv4_credentials cred;
+	struct credentials_provider *prov;      /* NULL: no source (requests fail with -EINVAL) */
+	struct sigv4_credentials cred;  /* the pair the last request was signed with */
 	struct sigv4_key_cache cache;
-	bool have_cred;
+	bool reconnect;                 /* drop every kept-alive connection before the next request */
 };
 
 static const char *const ca_paths[] = {
@@ -186,11 +188,16 @@ kinesis_client_new(const struct kte_config *cfg)
 		curl_easy_setopt(kc->easy, CURLOPT_CAINFO, kc->ca_bundle);
 	} else if (strncasecmp(kc->url, "https://", 8) == 0)
 		log_warnx("no CA bundle found (set KTE_CA_BUNDLE): using libcurl's default");
-	if ((rc = sigv4_credentials_load(&kc->cred)) < 0)
-		log_warnx("no AWS credentials in the environment (%s): requests will be refused",
-		    strerror(-rc));
-	else
-		kc->have_cred = true;
+	{
+		char why[256];
+
+		if ((kc->prov = credentials_provider_new(why, sizeof(why))) == NULL)
+			log_error("no usable AWS credentials: %s; requests will be refused", why);
+		else
+			log_info("AWS credentials from the %s", credentials_source(kc->prov) ==
+			    CREDENTIALS_ENV ? "environment (AWS_ACCESS_KEY_ID)" :
+			    "container credentials endpoint (AWS_CONTAINER_CREDENTIALS_*)");
+	}
 	return kc;
 }
 
@@ -206,6 +213,7 @@ kinesis_client_free(struct kinesis_client *kc)
 		curl_multi_cleanup(kc->multi);
 	kc_headers_free(kc->headers);
 	free(kc->reply);
+	credentials_provider_free(kc->prov);
 	sigv4_credentials_wipe(&kc->cred);
 	sigv4_key_cache_wipe(&kc->cache);
 	free(kc);
@@ -217,19 +225,51 @@ kinesis_client_url(const struct kinesis_client *kc)
 	return kc->url;
 }
 
-int
-kinesis_client_reload_credentials(struct kinesis_client *kc)
+void
+kinesis_client_invalidate_credentials(struct kinesis_client *kc)
 {
-	struct sigv4_credentials c;
+	if (kc->prov != NULL)
+		credentials_invalidate(kc->prov, (int64_t)now_epoch_ms());
+}
+
+int64_t
+kinesis_client_credentials_retry_ms(const struct kinesis_client *kc)
+{
+	int64_t at, now = (int64_t)now_epoch_ms();
+
+	if (kc->prov == NULL)
+		return 0;
+	at = credentials_retry_at(kc->prov);
+	return at > now ? at - now : 0;
+}
+
+void
+kinesis_client_reconnect(struct kinesis_client *kc)
+{
+	kc->reconnect = true;
+}
+
+/* Takes the provider's current pair; a different pair invalidates the cached signing key. */
+static int
+kc_credentials(struct kinesis_client *kc)
+{
+	struct sigv4_credentials next;
 	int rc;
 
-	if ((rc = sigv4_credentials_load(&c)) < 0)
-		return rc;
-	sigv4_credentials_wipe(&kc->cred);
-	kc->cred = c;
-	kc->have_cred = true;
-	sigv4_credentials_wipe(&c);
-	sigv4_key_cache_wipe(&kc->cache);
+	if (kc->prov == NULL)
+		return -EINVAL;
+	if ((rc = credentials_get(kc->prov, (int64_t)now_epoch_ms(), &next)) < 0) {
+		sigv4_credentials_wipe(&next);
+		return rc == -ENOENT ? -EINVAL : rc;
+	}
+	if (strcmp(next.access_key_id, kc->cred.access_key_id) != 0 ||
+	    strcmp(next.secret_access_key, kc->cred.secret_access_key) != 0) {
+		sigv4_key_cache_wipe(&kc->cache);
+		sigv4_credentials_wipe(&kc->cred);
+		kc->cred = next;
+	} else
+		memcpy(kc->cred.session_token, next.session_token, sizeof(next.session_token));
+	sigv4_credentials_wipe(&next);
 	return 0;
 }
 
@@ -271,6 +311,8 @@ kc_headers(struct kinesis_client *kc, const char *body, size_t len)
 
 	kc_headers_free(kc->headers);
 	kc->headers = NULL;
+	if ((rc = kc_credentials(kc)) < 0)
+		return rc;
 	rc = sigv4_sign_kinesis(&kc->cache, &kc->cred, kc->region, kc->host, KC_TARGET, body, len,
 	    time(NULL), &sh);
 	if (rc < 0)
@@ -303,6 +345,17 @@ kinesis_client_start(struct kinesis_client *kc, const char *body, size_t len, lo
 		return -EBUSY;
 	if ((rc = kc_headers(kc, body, len)) < 0)
 		return rc;
+	if (kc->reconnect) {
+		/* A new multi handle: the old one's connection pool (kept-alive sockets) is closed. */
+		CURLM *m = curl_multi_init();
+
+		if (m != NULL) {
+			curl_multi_cleanup(kc->multi);
+			kc->multi = m;
+			kc->reconnect = false;
+			log_debug("connections to Kinesis dropped: the next request connects afresh");
+		}
+	}
 	kc->reply_len = 0;
 	kc->reply_truncated = false;
 	if (kc->reply != NULL)
