@@ -86,6 +86,7 @@ struct dispatcher {
 	uint64_t drop_log_ms;
 	uint64_t drop_log_quiet;        /* drops not logged since drop_log_ms */
 	bool problem_logged;            /* a failure series has been logged */
+	uint64_t restore_seen;          /* control->restore_count acted upon */
 
 	uint8_t status[BATCH_MAX_RECORDS];
 };
@@ -335,6 +336,26 @@ discard(struct dispatcher *d)
 			log_warnx("ring_release failed");
 		count_drop(d, DROP_REJECTED, n, bytes, "no usable Kinesis destination");
 	}
+}
+
+/*
+ * After a SnapStart restore (the controller counts them): environments restored from one
+ * snapshot share the random state and the sockets of init, so draw new seeds (partition
+ * keys, jitter), connect afresh and fetch fresh credentials.
+ */
+static void
+check_restore(struct dispatcher *d)
+{
+	uint64_t n = atomic_load(&d->ctl->restore_count);
+
+	if (n == d->restore_seen)
+		return;
+	d->restore_seen = n;
+	backoff_rng_init(&d->rng);
+	pkey_reseed(&d->pk);
+	if (d->kc != NULL)
+		kinesis_client_after_restore(d->kc);
+	log_info("SnapStart restore: random sources reseeded, connections and credentials renewed");
 }
 
 static void on_failure(struct dispatcher *d, bool hard, const struct reply_result *res);
@@ -683,6 +704,7 @@ dispatcher_main(const struct dispatcher_args *a)
 	memcpy(d->reported.v, d->ctl->drops.reported, sizeof(d->reported.v));
 	d->summary_since_ms = d->ctl->drops.reported_ms != 0 ? d->ctl->drops.reported_ms : now_epoch_ms();
 	backoff_rng_init(&d->rng);
+	d->restore_seen = atomic_load(&d->ctl->restore_count); /* a restart draws fresh seeds anyway */
 	pkey_init(&d->pk, a->cfg, getenv("AWS_LAMBDA_FUNCTION_NAME"));
 	for (int i = 0; i < 2; i++)
 		if (batch_init(&d->slot[i].b, a->cfg, &d->pk) < 0) {
@@ -721,6 +743,7 @@ dispatcher_main(const struct dispatcher_args *a)
 		/* A backoff scheduled before the deadline was set may end after it: bring it forward. */
 		if (stop != 0 && !d->backoff_hard && d->not_before > now_mono_ms() + SHUTDOWN_RETRY_MS)
 			d->not_before = now_mono_ms() + SHUTDOWN_RETRY_MS;
+		check_restore(d);
 		update_flush(d);
 		step_send(d);
 		update_flush(d);

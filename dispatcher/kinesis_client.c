@@ -249,6 +249,14 @@ kinesis_client_reconnect(struct kinesis_client *kc)
 	kc->reconnect = true;
 }
 
+void
+kinesis_client_after_restore(struct kinesis_client *kc)
+{
+	kinesis_client_reconnect(kc);
+	if (kc->prov != NULL && credentials_source(kc->prov) == CREDENTIALS_CONTAINER)
+		credentials_invalidate(kc->prov, (int64_t)now_epoch_ms());
+}
+
 /* Takes the provider's current pair; a different pair invalidates the cached signing key. */
 static int
 kc_credentials(struct kinesis_client *kc)

@@ -88,4 +88,10 @@ int64_t kinesis_client_credentials_retry_ms(const struct kinesis_client *kc);
  */
 void kinesis_client_reconnect(struct kinesis_client *kc);
 
+/*
+ * After a SnapStart restore: reconnect, and fetch fresh container credentials before the
+ * next request (environment credentials stay as they are).
+ */
+void kinesis_client_after_restore(struct kinesis_client *kc);
+
 #endif
