@@ -704,7 +704,12 @@ dispatcher_main(const struct dispatcher_args *a)
 	memcpy(d->reported.v, d->ctl->drops.reported, sizeof(d->reported.v));
 	d->summary_since_ms = d->ctl->drops.reported_ms != 0 ? d->ctl->drops.reported_ms : now_epoch_ms();
 	backoff_rng_init(&d->rng);
-	d->restore_seen = atomic_load(&d->ctl->restore_count); /* a restart draws fresh seeds anyway */
+	/*
+	 * restore_seen starts at 0, not at the current count: a dispatcher forked during init
+	 * may be frozen by the snapshot before it gets here and would miss the restore. One
+	 * started after a restore reseeds needlessly, which costs nothing.
+	 */
+	d->restore_seen = 0;
 	pkey_init(&d->pk, a->cfg, getenv("AWS_LAMBDA_FUNCTION_NAME"));
 	for (int i = 0; i < 2; i++)
 		if (batch_init(&d->slot[i].b, a->cfg, &d->pk) < 0) {

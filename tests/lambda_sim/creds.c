@@ -7,9 +7,9 @@
  * Key pairs rotate: generation k is issued at t0 + k * ttl/2 and expires ttl later, so a pair
  * fetched just before a rotation still has ttl/2 left, and every pair becomes invalid at its
  * Expiration. Pairs are made when first asked for. With --credentials-file, every pair issued so
- * far is listed there ("<AccessKeyId> <Token> <Expiration epoch ms>" per line, rewritten
- * atomically at each new pair) so that a verifier in front of Kinesis can refuse expired or
- * unknown keys.
+ * far is listed there ("<AccessKeyId> <Token> <Expiration epoch ms> <SecretAccessKey>" per line,
+ * rewritten atomically at each new pair) so that a verifier in front of Kinesis (the fault
+ * proxy's --credentials-file) can check signatures and refuse expired or unknown keys.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -71,7 +71,8 @@ static void write_file(void)
 		return;
 	for (i = 0; i <= cs.gen && i < CREDS_MAX_GEN; i++)
 		if (cs.pair[i].akid[0])
-			fprintf(f, "%s %s %.0f\n", cs.pair[i].akid, cs.pair[i].token, cs.pair[i].expires);
+			fprintf(f, "%s %s %.0f %s\n", cs.pair[i].akid, cs.pair[i].token, cs.pair[i].expires,
+			        cs.pair[i].secret);
 	if (fclose(f) == 0)
 		rename(tmp, g.o.credentials_file);
 }

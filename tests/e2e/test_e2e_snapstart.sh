@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# SnapStart: the extension runs in the simulator's --snapstart mode (init, snapshot with the
+# processes frozen, restore), with no AWS_ACCESS_KEY_ID in its environment: only container
+# credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI + AWS_CONTAINER_AUTHORIZATION_TOKEN) whose key
+# pairs rotate every 2 s (each valid 4 s) during the run. Kinesis is behind the fault proxy in
+# verifier mode: it checks every request's SigV4 signature against the pairs the simulator issued
+# and refuses unknown or expired ones, as Kinesis would.
+# Every event arrives; the credentials endpoint was called more than once (refreshed before
+# expiry, and after an ExpiredTokenException); several pairs were used; no request signed with an expired key was accepted; the
+# restore was acted upon; no secret reached the log.
+. "$(dirname "$0")/lib.sh"
+
+N=$(scaled 8 4)
+LINES=$(scaled 40 10)
+TTL_MS=4000
+KEYS=$T/keys
+kinesis_start s-snap:2
+proxy_start --credentials-file "$KEYS"
+# Kinesis also refuses the first PutRecords as expired: the dispatcher must fetch afresh and resend.
+proxy_fault '{"script":["expired"]}'
+E2E_STRICT=1
+sim_start snap s-snap event adaptive --snapstart --snapshot-gap-ms 3000 --credentials-ttl-ms "$TTL_MS" \
+	--credentials-file "$KEYS" --invocations "$N" --log-lines "$LINES" --log-bytes 200-1000 \
+	--handler-ms 100 --interval-ms 1000
+sim_wait 180
+assert_run_ok "$N"
+proxy_stats
+check_stream s-snap event
+assert_shutdown_account
+st=$T/$RUN.proxy.json
+
+[ "$(jq_js "$st" 'j.injected.expired')" -eq 1 ] || fail "the scripted ExpiredTokenException was not sent"
+# The run spans several rotations (a new pair every TTL/2).
+issued=$(sj 'j.snapstart.credentials_issued')
+served=$(sj 'j.snapstart.credentials_served')
+[ "$issued" -ge 3 ] || fail "only $issued key pairs issued during the run: it did not span rotations"
+[ "$served" -ge 2 ] || fail "the credentials endpoint was called $served time(s): no refresh"
+[ "$(sj 'j.snapstart.credentials_unauthorized')" -eq 0 ] || fail "the extension sent a wrong authorization token"
+used=$(jq_js "$st" 'Object.keys(j.credentials.keys).length')
+[ "$used" -ge 2 ] || fail "Kinesis saw only $used key pair(s): the credentials were not refreshed"
+[ "$(jq_js "$st" 'j.credentials.unknown + j.credentials.badSignature')" -eq 0 ] ||
+	fail "requests with unknown keys or bad signatures: $(jq_js "$st" 'JSON.stringify(j.credentials)')"
+# Independently of the verifier's own decision: every accepted request's key was valid on arrival.
+node -e '
+const fs = require("fs");
+const keys = new Map(fs.readFileSync(process.argv[1], "utf8").trim().split("\n")
+  .map((l) => l.split(" ")).map(([a, , e]) => [a, Number(e)]));
+const log = JSON.parse(fs.readFileSync(process.argv[2], "utf8")).credentials.log;
+const bad = log.filter((r) => !keys.has(r.akid) || r.at >= keys.get(r.akid));
+if (log.length === 0 || bad.length) { console.error(JSON.stringify(bad.slice(0, 5))); process.exit(1); }' \
+	"$KEYS" "$st" || fail "a request signed with an expired key was accepted"
+# The restore was seen by the controller and acted upon by the dispatcher, once.
+[ "$(log_count 'SnapStart restore: random sources reseeded')" -eq 1 ] || fail "no (or more than one) restore handling"
+! log_has 'reloading' || fail "the old reload of the same variables is still there"
+# No secret in the log: neither secret keys, nor session tokens, nor the authorization token.
+while read -r _ token _ secret; do
+	! grep -qF -e "$secret" -e "$token" "$T/$RUN.log" "$T/$RUN.out" || fail "a credential reached the log"
+done <"$KEYS"
+note "$RUN: $(cj 'j.arrived')/$(cj 'j.emitted') ids; $issued pairs issued, endpoint called $served times," \
+	"$used pairs used by $(jq_js "$st" 'j.credentials.accepted') accepted requests," \
+	"$(jq_js "$st" 'j.credentials.expired') refused as expired"
+pass "SnapStart with rotating container credentials: nothing lost, refreshed before expiry, no expired key accepted"
