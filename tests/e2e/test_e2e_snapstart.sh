@@ -56,6 +56,16 @@ if (log.length === 0 || bad.length) { console.error(JSON.stringify(bad.slice(0, 
 while read -r _ token _ secret; do
 	! grep -qF -e "$secret" -e "$token" "$T/$RUN.log" "$T/$RUN.out" || fail "a credential reached the log"
 done <"$KEYS"
+# The verifier does refuse: a key it never issued, and the run's first (now expired) pair.
+refused() { # refused AKID TOKEN -> the error type of a PutRecords signed (badly) with that key
+	curl -s -X POST "$FAULT_PROXY_ENDPOINT/" -H 'Content-Type: application/x-amz-json-1.1' \
+		-H 'X-Amz-Target: Kinesis_20131202.PutRecords' -H 'X-Amz-Date: 20260101T000000Z' \
+		-H "X-Amz-Security-Token: $2" -H "Authorization: AWS4-HMAC-SHA256 Credential=$1/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host;x-amz-date, Signature=$(printf '0%.0s' {1..64})" \
+		-d '{"StreamName":"s-snap","Records":[]}' | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).__type))'
+}
+read -r first_akid first_token _ <"$KEYS"
+[ "$(refused ASIANEVERISSUED0000 x)" = UnrecognizedClientException ] || fail "the verifier accepted an unknown key"
+[ "$(refused "$first_akid" "$first_token")" = ExpiredTokenException ] || fail "the verifier accepted an expired key"
 note "$RUN: $(cj 'j.arrived')/$(cj 'j.emitted') ids; $issued pairs issued, endpoint called $served times," \
 	"$used pairs used by $(jq_js "$st" 'j.credentials.accepted') accepted requests," \
 	"$(jq_js "$st" 'j.credentials.expired') refused as expired"
