@@ -34,6 +34,7 @@ struct credentials_provider {
 	unsigned failures;              /* failed fetches in a row */
 	uint64_t fetches;
 	bool env_warned;
+	long fetch_timeout_ms;          /* 0: CREDENTIALS_TIMEOUT_MS */
 	/* the reply of the fetch in progress */
 	char *reply;
 	size_t reply_len;
@@ -406,6 +407,14 @@ credentials_source_name(const struct credentials_provider *p)
 	}
 }
 
+void
+credentials_set_fetch_timeout(struct credentials_provider *p, long timeout_ms)
+{
+	if (timeout_ms > CREDENTIALS_TIMEOUT_MS)
+		timeout_ms = CREDENTIALS_TIMEOUT_MS;
+	p->fetch_timeout_ms = timeout_ms < 1 ? 1 : timeout_ms;
+}
+
 uint64_t
 credentials_fetches(const struct credentials_provider *p)
 {
@@ -473,7 +482,8 @@ fetch(struct credentials_provider *p, struct sigv4_credentials *next, int64_t *e
 	curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, CREDENTIALS_CONNECT_MS);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, CREDENTIALS_TIMEOUT_MS);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, p->fetch_timeout_ms > 0 ? p->fetch_timeout_ms :
+	    CREDENTIALS_TIMEOUT_MS);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);

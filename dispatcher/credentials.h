@@ -73,6 +73,12 @@ int credentials_get(struct credentials_provider *p, int64_t now_ms, struct sigv4
  */
 void credentials_invalidate(struct credentials_provider *p, int64_t now_ms);
 
+/*
+ * Bounds the next fetches to timeout_ms in all (never above CREDENTIALS_TIMEOUT_MS; at
+ * least 1 ms): the caller's own deadline (SHUTDOWN) must not pass while a fetch hangs.
+ */
+void credentials_set_fetch_timeout(struct credentials_provider *p, long timeout_ms);
+
 /* Epoch ms at which credentials_get may succeed again after -EAGAIN (<= now: at once). */
 int64_t credentials_retry_at(const struct credentials_provider *p);
 

@@ -259,13 +259,14 @@ kinesis_client_after_restore(struct kinesis_client *kc)
 
 /* Takes the provider's current pair; a different pair invalidates the cached signing key. */
 static int
-kc_credentials(struct kinesis_client *kc)
+kc_credentials(struct kinesis_client *kc, long timeout_ms)
 {
 	struct sigv4_credentials next;
 	int rc;
 
 	if (kc->prov == NULL)
 		return -EINVAL;
+	credentials_set_fetch_timeout(kc->prov, timeout_ms);
 	if ((rc = credentials_get(kc->prov, (int64_t)now_epoch_ms(), &next)) < 0) {
 		sigv4_credentials_wipe(&next);
 		return rc == -ENOENT ? -EINVAL : rc;
@@ -309,7 +310,7 @@ kc_append_secret(struct curl_slist *l, const char *name, const char *value, bool
 
 /* Builds this request's headers, signed for now. */
 static int
-kc_headers(struct kinesis_client *kc, const char *body, size_t len)
+kc_headers(struct kinesis_client *kc, const char *body, size_t len, long timeout_ms)
 {
 	char line[CONFIG_STR_MAX + 64];
 	bool ok = true;
@@ -319,7 +320,7 @@ kc_headers(struct kinesis_client *kc, const char *body, size_t len)
 
 	kc_headers_free(kc->headers);
 	kc->headers = NULL;
-	if ((rc = kc_credentials(kc)) < 0)
+	if ((rc = kc_credentials(kc, timeout_ms)) < 0)
 		return rc;
 	rc = sigv4_sign_kinesis(&kc->cache, &kc->cred, kc->region, kc->host, KC_TARGET, body, len,
 	    time(NULL), &sh);
@@ -351,8 +352,11 @@ kinesis_client_start(struct kinesis_client *kc, const char *body, size_t len, lo
 
 	if (kc->busy)
 		return -EBUSY;
-	if ((rc = kc_headers(kc, body, len)) < 0)
+	uint64_t t0 = now_mono_ms();
+
+	if ((rc = kc_headers(kc, body, len, timeout_ms)) < 0)
 		return rc;
+	timeout_ms -= (long)(now_mono_ms() - t0);   /* a credentials fetch took part of it */
 	if (kc->reconnect) {
 		/* A new multi handle: the old one's connection pool (kept-alive sockets) is closed. */
 		CURLM *m = curl_multi_init();
