@@ -86,7 +86,7 @@ struct dispatcher {
 	uint64_t drop_log_ms;
 	uint64_t drop_log_quiet;        /* drops not logged since drop_log_ms */
 	bool problem_logged;            /* a failure series has been logged */
-	uint64_t restore_seen;          /* control->restore_count acted upon */
+	bool restored;                  /* a SnapStart restore was handled */
 
 	uint8_t status[BATCH_MAX_RECORDS];
 };
@@ -193,6 +193,44 @@ summary_settled(struct dispatcher *d, const struct batch_settled *st)
 		d->summary_pending = false;
 }
 
+/*
+ * After a SnapStart restore, environments restored from one snapshot share the random
+ * state, the sockets and the credentials of init: draw new seeds (partition keys, jitter),
+ * connect afresh and fetch fresh credentials, once per process. Two signals, whichever
+ * comes first: platform.restoreStart passing through the ring (it comes before anything
+ * else after the restore, so no request is sent on the snapshot's connection), and the
+ * controller's restore_count (the first INVOKE of a snap-start environment), which cannot
+ * be filtered out or lost. A dispatcher started after a restore reseeds needlessly, which
+ * costs nothing.
+ */
+static void
+on_restore(struct dispatcher *d, const char *why)
+{
+	if (d->restored)
+		return;
+	d->restored = true;
+	backoff_rng_init(&d->rng);
+	pkey_reseed(&d->pk);
+	if (d->kc != NULL)
+		kinesis_client_after_restore(d->kc);
+	log_info("SnapStart restore (%s): random sources reseeded, connections and credentials renewed",
+	    why);
+}
+
+/* Whether rec is platform.restoreStart: small events only, a cheap search first. */
+static bool
+is_restore_start(const struct ring_record *rec)
+{
+	static const char type[] = "platform.restoreStart";
+	const uint8_t *t, *rid;
+	size_t tl, rl;
+
+	if (rec->len > 4096 || memmem(rec->data, rec->len, type, sizeof(type) - 1) == NULL)
+		return false;
+	return pkey_scan_event(rec->data, rec->len, &t, &tl, &rid, &rl) == 0 && t != NULL &&
+	    tl == sizeof(type) - 1 && memcmp(t, type, tl) == 0;
+}
+
 /* Next event: the carried one, or a fresh peek. 0, -EAGAIN, or -errno. */
 static int
 next_event(struct dispatcher *d, struct ring_record *rec)
@@ -291,6 +329,8 @@ fill(struct dispatcher *d, struct slot *sl)
 			d->drained = true;
 			break;
 		}
+		if (!d->restored && is_restore_start(&rec))
+			on_restore(d, "platform.restoreStart");
 		rc = batch_add(&sl->b, rec.data, rec.len, false);
 		if (rc == BATCH_ADDED) {
 			cover(sl, &rec);
@@ -336,26 +376,6 @@ discard(struct dispatcher *d)
 			log_warnx("ring_release failed");
 		count_drop(d, DROP_REJECTED, n, bytes, "no usable Kinesis destination");
 	}
-}
-
-/*
- * After a SnapStart restore (the controller counts them): environments restored from one
- * snapshot share the random state and the sockets of init, so draw new seeds (partition
- * keys, jitter), connect afresh and fetch fresh credentials.
- */
-static void
-check_restore(struct dispatcher *d)
-{
-	uint64_t n = atomic_load(&d->ctl->restore_count);
-
-	if (n == d->restore_seen)
-		return;
-	d->restore_seen = n;
-	backoff_rng_init(&d->rng);
-	pkey_reseed(&d->pk);
-	if (d->kc != NULL)
-		kinesis_client_after_restore(d->kc);
-	log_info("SnapStart restore: random sources reseeded, connections and credentials renewed");
 }
 
 static void on_failure(struct dispatcher *d, bool hard, const struct reply_result *res);
@@ -704,12 +724,6 @@ dispatcher_main(const struct dispatcher_args *a)
 	memcpy(d->reported.v, d->ctl->drops.reported, sizeof(d->reported.v));
 	d->summary_since_ms = d->ctl->drops.reported_ms != 0 ? d->ctl->drops.reported_ms : now_epoch_ms();
 	backoff_rng_init(&d->rng);
-	/*
-	 * restore_seen starts at 0, not at the current count: a dispatcher forked during init
-	 * may be frozen by the snapshot before it gets here and would miss the restore. One
-	 * started after a restore reseeds needlessly, which costs nothing.
-	 */
-	d->restore_seen = 0;
 	pkey_init(&d->pk, a->cfg, getenv("AWS_LAMBDA_FUNCTION_NAME"));
 	for (int i = 0; i < 2; i++)
 		if (batch_init(&d->slot[i].b, a->cfg, &d->pk) < 0) {
@@ -748,7 +762,8 @@ dispatcher_main(const struct dispatcher_args *a)
 		/* A backoff scheduled before the deadline was set may end after it: bring it forward. */
 		if (stop != 0 && !d->backoff_hard && d->not_before > now_mono_ms() + SHUTDOWN_RETRY_MS)
 			d->not_before = now_mono_ms() + SHUTDOWN_RETRY_MS;
-		check_restore(d);
+		if (!d->restored && atomic_load(&d->ctl->restore_count) > 0)
+			on_restore(d, "first invocation");
 		update_flush(d);
 		step_send(d);
 		update_flush(d);

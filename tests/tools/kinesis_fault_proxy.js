@@ -66,7 +66,8 @@
  *   lastSkewMs} (X-Amz-Date of the requests to `targets` minus their arrival time: a
  *   request signed before a freeze and sent after it shows the frozen time),
  *   credentials{checked, accepted, unknown, expired, badSignature, keys{AccessKeyId: accepted
- *   requests}, accepted log [{akid, at}] of the last 10,000} (with --credentials-file).
+ *   requests}, log [{akid, at, conn}] of the first 10,000 accepted} (with --credentials-file),
+ *   connections (data connections accepted; `conn` numbers them from 1).
  *
  * Example:
  *   read -r PORT CPORT < <(node tests/tools/kinesis_fault_proxy.js --upstream "$EP" & echo) ...
@@ -108,7 +109,7 @@ function zeroStats(seed) {
       accessdenied: 0, reset: 0, dropReply: 0, partialRequests: 0, downResets: 0 },
     records: { received: 0, forwarded: 0, acceptedUpstream: 0, failedUpstream: 0, injectedFailed: 0,
       rejectedWhole: 0, ackDropped: 0 },
-    upstreamErrors: 0, latencyApplied: 0, seed,
+    upstreamErrors: 0, latencyApplied: 0, seed, connections: 0,
     /* X-Amz-Date of requests to `targets` against the arrival time: a request signed
      * before a long freeze and sent after it shows the freeze as skew. */
     amzDate: { checked: 0, missing: 0, maxSkewMs: 0, last: null, lastSkewMs: null },
@@ -372,7 +373,7 @@ function checkCredentials(req, body) {
   }
   c.accepted++;
   c.keys[akid] = (c.keys[akid] || 0) + 1;
-  if (c.log.length < 10000) c.log.push({ akid, at: now });
+  if (c.log.length < 10000) c.log.push({ akid, at: now, conn: req.socket.kfpConn });
   return null;
 }
 
@@ -550,6 +551,7 @@ dataServer.on('error', (e) => {      /* re-listen after "down" lost the port rac
   if (!started) process.exit(1);
   if (!cfg.down) setTimeout(listenData, 100);
 });
+let connSeq = 0;
 dataServer.on('connection', (s) => {
   if (cfg.down) {                     /* "reset" mode: accept, then reset at once */
     stats.injected.downResets++;
@@ -557,6 +559,8 @@ dataServer.on('connection', (s) => {
     return;
   }
   s.kfpData = true;
+  s.kfpConn = ++connSeq;
+  stats.connections++;
   sockets.add(s);
   s.on('close', () => sockets.delete(s));
 });
