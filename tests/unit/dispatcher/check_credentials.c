@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "dispatcher/credentials.h"
+#include "dispatcher/kinesis_client.h"
+#include "kinesis_sink.h"
 
 static void
 clear_env(void)
@@ -550,6 +552,94 @@ START_TEST(test_token_file_reread)
 }
 END_TEST
 
+/* ---- the Kinesis client signs with what the provider holds ---- */
+
+static struct {
+	pthread_mutex_t mu;
+	char auth[4][512], token[4][128];
+	unsigned n;
+} seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static void
+sink_note(void *ud, const struct sink_request *req, struct sink_reply *rep)
+{
+	(void)ud;
+	(void)rep;
+	pthread_mutex_lock(&seen.mu);
+	if (seen.n < 4) {
+		snprintf(seen.auth[seen.n], sizeof(seen.auth[0]), "%s", req->authorization);
+		snprintf(seen.token[seen.n], sizeof(seen.token[0]), "%s", req->security_token);
+	}
+	seen.n++;
+	pthread_mutex_unlock(&seen.mu);
+}
+
+/* Drives the request in flight to its end (bounded); it must be accepted. */
+static void
+put_one(struct kinesis_client *kc)
+{
+	struct kinesis_response resp;
+	int rc = 0;
+
+	for (int i = 0; i < 200 && rc == 0; i++)
+		rc = kinesis_client_wait(kc, NULL, 0, 50, &resp);
+	ck_assert_int_eq(rc, 1);
+	ck_assert_int_eq(resp.transport_err, 0);
+	ck_assert_int_eq(resp.http_status, 200);
+}
+
+START_TEST(test_client_signs_with_fresh_pairs)
+{
+	static const char body[] = "{\"StreamName\":\"s\",\"Records\":[{\"Data\":\"eA==\",\"PartitionKey\":\"k\"}]}";
+	struct kte_config cfg;
+	struct kinesis_client *kc;
+	struct sink *sink;
+	uint16_t port;
+	int64_t t_end;
+	int rc;
+
+	srv_start();
+	sink = sink_start(sink_note, NULL, &port);
+	ck_assert_ptr_nonnull(sink);
+	memset(&cfg, 0, sizeof(cfg));
+	snprintf(cfg.region, sizeof(cfg.region), "us-east-1");
+	snprintf(cfg.kinesis_endpoint, sizeof(cfg.kinesis_endpoint), "http://127.0.0.1:%u/", port);
+	kc = kinesis_client_new(&cfg);
+	ck_assert_ptr_nonnull(kc);
+	ck_assert_uint_eq(srv.served, 0);
+	ck_assert_int_eq(kinesis_client_start(kc, body, sizeof(body) - 1, 5000), 0);
+	put_one(kc);
+	ck_assert_ptr_nonnull(strstr(seen.auth[0], "Credential=ASIAGEN1/"));
+	ck_assert_str_eq(seen.token[0], "token1");
+	/* ExpiredToken: the pair is dropped; within a second of the last fetch nothing is usable. */
+	kinesis_client_invalidate_credentials(kc);
+	ck_assert_int_eq(kinesis_client_start(kc, body, sizeof(body) - 1, 5000), -EAGAIN);
+	ck_assert_int_gt(kinesis_client_credentials_retry_ms(kc), 0);
+	ck_assert_int_le(kinesis_client_credentials_retry_ms(kc), CREDENTIALS_MIN_REFETCH_MS);
+	/* Once the rate limit has passed (waited for, bounded), the next request carries a new pair. */
+	t_end = now_ms() + 5000;
+	while ((rc = kinesis_client_start(kc, body, sizeof(body) - 1, 5000)) == -EAGAIN && now_ms() < t_end)
+		usleep((useconds_t)(kinesis_client_credentials_retry_ms(kc) * 1000 + 1000));
+	ck_assert_int_eq(rc, 0);
+	put_one(kc);
+	ck_assert_uint_eq(srv.served, 2);
+	ck_assert_ptr_nonnull(strstr(seen.auth[1], "Credential=ASIAGEN2/"));
+	ck_assert_str_eq(seen.token[1], "token2");
+	/* A restore: connections dropped and container credentials fetched before the next request. */
+	kinesis_client_after_restore(kc);
+	t_end = now_ms() + 5000;
+	while ((rc = kinesis_client_start(kc, body, sizeof(body) - 1, 5000)) == -EAGAIN && now_ms() < t_end)
+		usleep((useconds_t)(kinesis_client_credentials_retry_ms(kc) * 1000 + 1000));
+	ck_assert_int_eq(rc, 0);
+	put_one(kc);
+	ck_assert_uint_eq(srv.served, 3);
+	ck_assert_ptr_nonnull(strstr(seen.auth[2], "Credential=ASIAGEN3/"));
+	kinesis_client_free(kc);
+	sink_stop(sink);
+	srv_stop();
+}
+END_TEST
+
 static Suite *
 credentials_suite(void)
 {
@@ -575,6 +665,7 @@ credentials_suite(void)
 	tcase_add_test(tc, test_invalidate_rate_limited);
 	tcase_add_test(tc, test_bad_replies_from_endpoint);
 	tcase_add_test(tc, test_token_file_reread);
+	tcase_add_test(tc, test_client_signs_with_fresh_pairs);
 	suite_add_tcase(s, tc);
 	return s;
 }
