@@ -415,6 +415,12 @@ credentials_set_fetch_timeout(struct credentials_provider *p, long timeout_ms)
 	p->fetch_timeout_ms = timeout_ms < 1 ? 1 : timeout_ms;
 }
 
+bool
+credentials_failing(const struct credentials_provider *p)
+{
+	return p->failures > 0;
+}
+
 uint64_t
 credentials_fetches(const struct credentials_provider *p)
 {

@@ -16,6 +16,7 @@
 #ifndef KTE_CREDENTIALS_H
 #define KTE_CREDENTIALS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -81,6 +82,9 @@ void credentials_set_fetch_timeout(struct credentials_provider *p, long timeout_
 
 /* Epoch ms at which credentials_get may succeed again after -EAGAIN (<= now: at once). */
 int64_t credentials_retry_at(const struct credentials_provider *p);
+
+/* True while fetches fail (a series of failures that no success has ended yet). */
+bool credentials_failing(const struct credentials_provider *p);
 
 /* Number of fetches attempted (container source); for tests and stats. */
 uint64_t credentials_fetches(const struct credentials_provider *p);

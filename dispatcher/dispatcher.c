@@ -398,11 +398,15 @@ send_batch(struct dispatcher *d)
 	}
 	rc = kinesis_client_start(d->kc, CUR(d)->b.body, CUR(d)->b.len, timeout);
 	if (rc == -EAGAIN) {
-		/* No usable credentials yet (the provider logs its fetch failures once per series). */
+		/*
+		 * No usable credentials yet (the provider logs its fetch failures once per series).
+		 * A failing endpoint opens the circuit at once, like AccessDenied, so invocations
+		 * are not held; the short wait after a rejection does not.
+		 */
 		struct reply_result res = { .outcome = REPLY_RETRY, .code = "CredentialsUnavailable" };
 		uint64_t wait = (uint64_t)kinesis_client_credentials_retry_ms(d->kc);
 
-		on_failure(d, false, &res);
+		on_failure(d, kinesis_client_credentials_failing(d->kc), &res);
 		schedule_retry(d, 0);
 		if (d->not_before < now_mono_ms() + wait)
 			d->not_before = now_mono_ms() + wait;

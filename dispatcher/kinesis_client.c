@@ -232,6 +232,12 @@ kinesis_client_invalidate_credentials(struct kinesis_client *kc)
 		credentials_invalidate(kc->prov, (int64_t)now_epoch_ms());
 }
 
+bool
+kinesis_client_credentials_failing(const struct kinesis_client *kc)
+{
+	return kc->prov != NULL && credentials_failing(kc->prov);
+}
+
 int64_t
 kinesis_client_credentials_retry_ms(const struct kinesis_client *kc)
 {

@@ -78,6 +78,9 @@ void kinesis_client_abort(struct kinesis_client *kc);
  */
 void kinesis_client_invalidate_credentials(struct kinesis_client *kc);
 
+/* True while the credentials endpoint fails (not merely the rate limit after a rejection). */
+bool kinesis_client_credentials_failing(const struct kinesis_client *kc);
+
 /* Milliseconds until credentials may be usable again after -EAGAIN (0: now). */
 int64_t kinesis_client_credentials_retry_ms(const struct kinesis_client *kc);
 

@@ -11,11 +11,14 @@
 # connection of before the snapshot; no secret reached the log.
 # Second case: platform.restore* filtered out (KTE_DROP_TYPES): the controller's signal (the
 # first INVOKE of a snap-start environment) still triggers the restore handling.
+# Third case: AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE holds a wrong token through init: fetches are
+# refused (401, logged once), the circuit opens, the file is re-read at each fetch and once it holds
+# the right token everything is shipped.
 . "$(dirname "$0")/lib.sh"
 
 TTL_MS=4000
 KEYS=$T/keys
-kinesis_start s-snap:2 s-snap-drop:1
+kinesis_start s-snap:2 s-snap-drop:1 s-snap-tok:1
 proxy_start --credentials-file "$KEYS"
 E2E_STRICT=1
 
@@ -108,4 +111,36 @@ read -r first_akid first_token _ <"$KEYS"
 
 # Restore telemetry filtered out: the first INVOKE is the signal.
 snap_case snap-drop s-snap-drop "$(scaled 5 3)" 'first invocation' --env 'KTE_DROP_TYPES=platform.restore*'
+# The token file holds a wrong token through init; the test puts the right one in while the snapshot holds the
+# extension frozen (a window of --snapshot-gap-ms that does not depend on the machine's speed).
+printf 'not-the-token\n' >"$T/token"
+curl -sf -X POST "$FAULT_PROXY_CONTROL/__stats/reset" >/dev/null
+N=$(scaled 6 4)
+sim_start snap-token s-snap-tok event adaptive --snapstart --runtime-init-ms 3000 --snapshot-gap-ms 3000 \
+	--credentials-ttl-ms "$TTL_MS" --credentials-file "$KEYS" --invocations "$N" --log-lines "$(scaled 20 10)" \
+	--handler-ms 100 --interval-ms 500 --env "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=$T/token"
+wait_for 60 log_has 'snapshot taken' || fail "no snapshot"
+log_has 'cannot fetch credentials from the container endpoint: HTTP 401' ||
+	fail "no failed fetch reported during init with a wrong token"
+log_has 'CredentialsUnavailable.*circuit open' || fail "the circuit did not open while credentials were unavailable"
+# The controller is the simulator's child (a scan of every /proc entry, as controller_pid does, can outlast
+# the window on a busy machine).
+ctl=
+for p in $(cat /proc/"$SIM_PID"/task/*/children 2>/dev/null); do
+	[ "$(cat /proc/"$p"/comm 2>/dev/null)" = kinesis-telemet ] && ctl=$p
+done
+[ -n "$ctl" ] || fail "no controller process among the simulator's children"
+good=$(tr '\0' '\n' <"/proc/$ctl/environ" | sed -n 's/^AWS_CONTAINER_AUTHORIZATION_TOKEN=//p')
+[ -n "$good" ] || fail "no AWS_CONTAINER_AUTHORIZATION_TOKEN in the extension's environment"
+printf '%s\n' "$good" >"$T/token.new" && mv "$T/token.new" "$T/token"
+log_has 'restored in' && fail "the restore came before the token file was fixed (the window was missed)"
+sim_wait 180
+assert_run_ok "$N"
+check_stream s-snap-tok event
+assert_shutdown_account
+[ "$(sj 'j.snapstart.credentials_unauthorized')" -ge 1 ] || fail "the endpoint never saw the wrong token"
+log_has 'credentials fetched again after [0-9]+ failed attempt' || fail "no recovery line"
+[ "$(log_count 'cannot fetch credentials from the container endpoint')" -eq 1 ] || fail "fetch failures logged more than once per series"
+note "$RUN: $(cj 'j.arrived')/$(cj 'j.emitted') ids; $(sj 'j.snapstart.credentials_unauthorized') fetches refused" \
+	"before the token file was fixed"
 pass "SnapStart with rotating container credentials: nothing lost, refreshed before expiry, no expired key accepted, reseeded and reconnected at the restore"
