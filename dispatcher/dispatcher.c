@@ -28,6 +28,7 @@
 #include "batch.h"
 #include "dropped.h"
 #include "kinesis_client.h"
+#include "latency.h"
 #include "log.h"
 #include "notify.h"
 #include "pkey.h"
@@ -49,6 +50,13 @@ struct slot {
 	bool live;                      /* filled, not yet settled and released */
 	bool ring;                      /* covers ring events up to end */
 	uint64_t end;
+	/*
+	 * For the arrival -> acknowledgement latency (common/latency.h): mono ms the batch's
+	 * first event arrived (today: when the dispatcher took it from the ring; the ring's
+	 * per-record arrival stamp replaces it), and the events of it Kinesis acknowledged.
+	 */
+	uint64_t arrival_ms;
+	uint64_t acked;
 };
 
 struct dispatcher {
@@ -171,6 +179,13 @@ release_current(struct dispatcher *d)
 	struct slot *sl = CUR(d);
 	int rc;
 
+	if (sl->ring) {
+		struct ring_stats st;
+
+		ring_stats(d->ring, &st);
+		latency_ring_used(d->ctl, st.head - st.tail);
+	}
+	latency_record(d->ctl, now_mono_ms() - sl->arrival_ms, sl->acked);
 	if (sl->ring && (rc = ring_release(d->ring, sl->end)) < 0)
 		log_warnx("ring_release(%" PRIu64 "): %s", sl->end, strerror(-rc));
 	sl->ring = false;
@@ -317,6 +332,8 @@ fill(struct dispatcher *d, struct slot *sl)
 
 	batch_reset(&sl->b, SIZE_MAX);
 	sl->ring = false;
+	sl->acked = 0;
+	sl->arrival_ms = now_mono_ms();
 	add_summary(d, sl);
 	for (;;) {
 		rc = next_event(d, &rec);
@@ -490,6 +507,7 @@ handle_reply(struct dispatcher *d, const struct kinesis_response *resp)
 		batch_apply(b, d->status, nsent, &st);
 		atomic_fetch_add(&c->records_sent, st.records_ok);
 		atomic_fetch_add(&c->events_sent, st.events_ok);
+		CUR(d)->acked += st.events_ok;
 		atomic_fetch_add(&c->bytes_sent, st.bytes_ok);
 		atomic_fetch_add(&c->records_retried, st.records_failed);
 		summary_settled(d, &st);
