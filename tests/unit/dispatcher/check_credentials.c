@@ -603,7 +603,7 @@ START_TEST(test_client_signs_with_fresh_pairs)
 	ck_assert_ptr_nonnull(sink);
 	memset(&cfg, 0, sizeof(cfg));
 	snprintf(cfg.region, sizeof(cfg.region), "us-east-1");
-	snprintf(cfg.kinesis_endpoint, sizeof(cfg.kinesis_endpoint), "http://127.0.0.1:%u/", port);
+	snprintf(cfg.endpoint_url, sizeof(cfg.endpoint_url), "http://127.0.0.1:%u/", port);
 	kc = kinesis_client_new(&cfg);
 	ck_assert_ptr_nonnull(kc);
 	ck_assert_uint_eq(srv.served, 0);
