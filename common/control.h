@@ -13,6 +13,7 @@
  * | flush_requested         | C      | D            | flush request sequence, +1 per request         |
  * | shutdown_deadline_ms    | C      | D            | epoch ms to be done by; 0 = running            |
  * | hold_sending            | C      | D            | 1: periodic policy between flushes: do not send|
+ * | restore_count           | C      | D            | SnapStart restores seen (D reseeds, reconnects)|
  * | pressure.*              | C      | C (metrics)  | next held back for a full ring: holds, ms      |
  * | metrics_window          | C      | C, D         | metrics window number (latency maxima restart) |
  * | next_hold_count, _ms    | C      | C (metrics)  | `end` waits for a flush after runtimeDone      |
