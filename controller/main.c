@@ -83,8 +83,8 @@ struct controller {
 	uint64_t quick_n, quick_sum_us, quick_max_us;
 	bool waited;                    /* the current invocation waited for runtimeDone */
 	struct pressure_log pressure;   /* rate limit of the hold lines */
-	uint64_t written_at_invoke;     /* ring written_bytes at the last INVOKE ... */
-	uint64_t last_cycle_bytes;      /* ... and how much the cycle before this one brought */
+	uint64_t written_at_invoke;     /* ring written_bytes when the last INVOKE was read ... */
+	uint64_t last_cycle_bytes;      /* ... and what the ring took from the INVOKE before to it */
 	uint64_t t_event_us;            /* when the last event was read, 0 before the first */
 };
 
@@ -547,6 +547,22 @@ controller_metrics_timeout(const struct controller *c)
 	return due > now ? (int)(due - now) : 0;
 }
 
+/*
+ * At each INVOKE, before anything waits: what the ring took since the previous INVOKE,
+ * i.e. all of the previous invocation's output (during its runtime and any hold).
+ */
+static void
+controller_note_cycle(struct controller *c)
+{
+	struct ring_stats st;
+
+	if (!c->shipping)
+		return;
+	ring_stats(&c->ring, &st);
+	c->last_cycle_bytes = st.written_bytes - c->written_at_invoke;
+	c->written_at_invoke = st.written_bytes;
+}
+
 /* Push back released: the ring drained to the low-water mark, or draining stopped. */
 static bool
 cond_ring_low(struct controller *c)
@@ -581,8 +597,6 @@ controller_push_back(struct controller *c, const struct ext_event *ev)
 	if (!c->shipping)
 		return;
 	ring_stats(&c->ring, &st);
-	c->last_cycle_bytes = st.written_bytes - c->written_at_invoke;
-	c->written_at_invoke = st.written_bytes;
 	if (c->cfg.overflow != OVERFLOW_WAIT || c->term || !child_usable(c->dispatcher) ||
 	    atomic_load(&c->ctl->kinesis_healthy) == 0)
 		return;
@@ -912,6 +926,7 @@ main(int argc, char **argv)
 		if (ev.type == EXT_EVENT_SHUTDOWN)
 			controller_shutdown(c, ev.deadline_ms, ev.reason[0] ? ev.reason : "unknown");
 		c->waited = false;
+		controller_note_cycle(c);
 		controller_invoke(c, &ev);
 		controller_push_back(c, &ev);
 		controller_metrics(c, true, false);
