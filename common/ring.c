@@ -10,6 +10,7 @@
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -51,9 +52,25 @@ struct ring_header {
 	_Atomic uint64_t rejected_records, rejected_bytes;
 	_Atomic uint64_t abandoned_records, corrupt_detected;
 	alignas(64) _Atomic uint64_t released_records, released_bytes;
+	alignas(64) _Atomic uint64_t corrupt_records, resets;
 };
 
 #define HEADER_SIZE ((sizeof(struct ring_header) + 4095u) & ~(size_t)4095u)
+
+/* Positions beyond this are taken as scribbled: 2^62 bytes is centuries of writing. */
+#define POS_LIMIT (1ull << 62)
+/* Supervisor and reader wait at most this long for the writers' lock (held for a few stores). */
+#define LOCK_BOUND_MS 1000
+
+/*
+ * One load of a header word another process may be rewriting: the value checked is
+ * the value used (a plain read could be repeated by the compiler).
+ */
+static inline uint32_t
+ld32(const uint32_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
 
 static inline struct rec_hdr *
 rec_at(const struct ring *r, uint64_t pos)
@@ -118,10 +135,124 @@ ring_unlock(struct ring *r)
 }
 
 static int
-header_valid(const struct ring_header *h, uint64_t map_size)
+ring_mutex_init(pthread_mutex_t *m)
+{
+	pthread_mutexattr_t attr;
+	int rc;
+
+	pthread_mutexattr_init(&attr);
+	pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+	rc = pthread_mutex_init(m, &attr);
+	pthread_mutexattr_destroy(&attr);
+	return -rc;
+}
+
+/*
+ * The lock for the supervisor and the reader, who must not hang whatever a child
+ * wrote: a lock not free within LOCK_BOUND_MS (writers hold it for a few stores) or
+ * not a lock any more (scribbled) is initialised again and taken. Last resort: a
+ * writer really stuck inside it would then race the new holder.
+ */
+static void
+ring_lock_bounded(struct ring *r)
+{
+	struct timespec ts;
+	int rc;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += LOCK_BOUND_MS / 1000;
+	ts.tv_nsec += (long)(LOCK_BOUND_MS % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	rc = pthread_mutex_timedlock(&r->hdr->lock, &ts);
+	if (rc == EOWNERDEAD) {
+		pthread_mutex_consistent(&r->hdr->lock);
+		return;
+	}
+	if (rc == 0)
+		return;
+	atomic_fetch_add_explicit(&r->hdr->corrupt_detected, 1, memory_order_relaxed);
+	if (ring_mutex_init(&r->hdr->lock) == 0 && pthread_mutex_lock(&r->hdr->lock) == EOWNERDEAD)
+		pthread_mutex_consistent(&r->hdr->lock);
+}
+
+/* Aligned, ordered, at most a ring apart, and far from overflowing. */
+static inline bool
+pos_plausible(const struct ring *r, uint64_t head, uint64_t tail)
+{
+	return ((head | tail) % RING_ALIGN) == 0 && tail <= head && head - tail <= r->capacity &&
+	    head < POS_LIMIT;
+}
+
+/* The fields nobody writes after ring_create, from this process's own copies. */
+static void
+header_restore(struct ring *r)
+{
+	struct ring_header *h = r->hdr;
+
+	if (h->magic != RING_MAGIC)
+		h->magic = RING_MAGIC;
+	if (h->version != RING_VERSION)
+		h->version = RING_VERSION;
+	if (h->header_size != HEADER_SIZE)
+		h->header_size = HEADER_SIZE;
+	if (h->capacity != r->capacity)
+		h->capacity = r->capacity;
+	if (h->map_size != r->map_len)
+		h->map_size = r->map_len;
+	if (h->max_record != r->max_record)
+		h->max_record = r->max_record;
+}
+
+static uint64_t
+sat_sub(uint64_t a, uint64_t b)
+{
+	return a > b ? a - b : 0;
+}
+
+/*
+ * Records committed or reserved between tail and head, from the counters (which a
+ * scribbler may have changed too: clamped to what the ring can hold).
+ */
+static uint64_t
+ring_pending_records(const struct ring *r)
+{
+	struct ring_header *h = r->hdr;
+	uint64_t p = atomic_load_explicit(&h->written_records, memory_order_relaxed);
+
+	p = sat_sub(p, atomic_load_explicit(&h->released_records, memory_order_relaxed));
+	p = sat_sub(p, atomic_load_explicit(&h->abandoned_records, memory_order_relaxed));
+	p = sat_sub(p, atomic_load_explicit(&h->corrupt_records, memory_order_relaxed));
+	return p < r->capacity / RING_ALIGN ? p : r->capacity / RING_ALIGN;
+}
+
+/*
+ * head and tail move while we look: read tail, head, tail again. Both only grow
+ * and, at every instant, tail <= head <= tail + capacity, so on a sound ring
+ * tail1 <= head <= tail2 + capacity always holds (reading head then tail once
+ * could see a tail released past the head read: a false alarm).
+ */
+static int
+positions_valid(const struct ring_header *h, uint64_t capacity)
 {
 	uint64_t head, tail;
 
+	tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+	head = atomic_load_explicit(&h->head, memory_order_acquire);
+	if (head < tail || tail % RING_ALIGN != 0 || head % RING_ALIGN != 0 || head >= POS_LIMIT)
+		return 0;
+	tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+	if (head > tail && head - tail > capacity)
+		return 0;
+	return 1;
+}
+
+static int
+header_valid(const struct ring_header *h, uint64_t map_size)
+{
 	if (h->magic != RING_MAGIC || h->version != RING_VERSION || h->header_size != HEADER_SIZE)
 		return 0;
 	if (h->map_size != map_size || h->capacity + h->header_size != map_size)
@@ -130,26 +261,12 @@ header_valid(const struct ring_header *h, uint64_t map_size)
 		return 0;
 	if (h->max_record == 0 || ring_record_size(h->max_record) > h->capacity / 2)
 		return 0;
-	/*
-	 * head and tail move while we look: read tail, head, tail again. Both only
-	 * grow and, at every instant, tail <= head <= tail + capacity, so on a sound
-	 * ring tail1 <= head <= tail2 + capacity always holds (reading head then
-	 * tail once could see a tail released past the head read: a false alarm).
-	 */
-	tail = atomic_load_explicit(&h->tail, memory_order_acquire);
-	head = atomic_load_explicit(&h->head, memory_order_acquire);
-	if (head < tail || tail % RING_ALIGN != 0 || head % RING_ALIGN != 0)
-		return 0;
-	tail = atomic_load_explicit(&h->tail, memory_order_acquire);
-	if (head > tail && head - tail > h->capacity)
-		return 0;
-	return 1;
+	return positions_valid(h, h->capacity);
 }
 
 int
 ring_create(struct ring *r, uint64_t capacity)
 {
-	pthread_mutexattr_t attr;
 	struct ring_header *h;
 	int rc;
 
@@ -180,14 +297,11 @@ ring_create(struct ring *r, uint64_t capacity)
 	/* A quarter of the ring, so one huge record cannot starve everyone else. */
 	h->max_record = (uint32_t)((capacity / 4 > UINT32_MAX ? UINT32_MAX : capacity / 4) -
 	    RING_RECORD_HDR);
-	pthread_mutexattr_init(&attr);
-	pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-	pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-	rc = pthread_mutex_init(&h->lock, &attr);
-	pthread_mutexattr_destroy(&attr);
+	r->max_record = h->max_record;
+	rc = ring_mutex_init(&h->lock);
 	if (rc != 0) {
 		ring_close(r);
-		return -rc;
+		return rc;
 	}
 	if ((r->data_efd = notify_new()) < 0 || (r->space_efd = notify_new()) < 0) {
 		rc = r->data_efd < 0 ? r->data_efd : r->space_efd;
@@ -230,14 +344,21 @@ ring_attach(struct ring *r, int memfd, int data_efd, int space_efd)
 	r->memfd = memfd;
 	r->data_efd = data_efd;
 	r->space_efd = space_efd;
-	r->rd = atomic_load_explicit(&h->tail, memory_order_acquire);
+	r->max_record = h->max_record;
+	r->rd = r->rd_tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+	r->rd_synced = true;
 	return 0;
 }
 
 int
 ring_check(const struct ring *r)
 {
-	return header_valid(r->hdr, r->map_len) ? 0 : -EPROTO;
+	const struct ring_header *h = r->hdr;
+
+	if (h->magic != RING_MAGIC || h->version != RING_VERSION || h->header_size != HEADER_SIZE ||
+	    h->capacity != r->capacity || h->map_size != r->map_len || h->max_record != r->max_record)
+		return -EPROTO;
+	return positions_valid(h, r->capacity) ? 0 : -EPROTO;
 }
 
 void
@@ -258,7 +379,7 @@ ring_close(struct ring *r)
 uint32_t
 ring_max_record(const struct ring *r)
 {
-	return r->hdr->max_record;
+	return r->max_record;
 }
 
 uint64_t
@@ -298,7 +419,7 @@ ring_writev_once(struct ring *r, const struct iovec *recs, size_t n, int count_r
 	if (n == 0)
 		return -EINVAL;
 	for (size_t i = 0; i < n; i++) {
-		if (recs[i].iov_len > h->max_record)
+		if (recs[i].iov_len > r->max_record)
 			return -EMSGSIZE;
 		bytes += recs[i].iov_len;
 	}
@@ -309,6 +430,16 @@ ring_writev_once(struct ring *r, const struct iovec *recs, size_t n, int count_r
 		return rc;
 	head = atomic_load_explicit(&h->head, memory_order_relaxed);
 	tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+	if (!pos_plausible(r, head, tail)) {
+		/* Scribbled: never reserve from it. The reader repairs it; wake it and wait like full. */
+		ring_unlock(r);
+		notify_signal(r->data_efd);
+		if (count_rejects) {
+			atomic_fetch_add_explicit(&h->rejected_records, n, memory_order_relaxed);
+			atomic_fetch_add_explicit(&h->rejected_bytes, bytes, memory_order_relaxed);
+		}
+		return -ENOSPC;
+	}
 	pos = head;
 	for (size_t i = 0; i < n; i++) {
 		uint64_t sz = ring_record_size(recs[i].iov_len), off = pos % r->capacity;
@@ -444,12 +575,12 @@ rec_inspect(const struct ring *r, uint64_t pos, uint64_t head, uint32_t *state, 
 	uint32_t st, l;
 
 	st = atomic_load_explicit(&rh->state, memory_order_acquire);
-	l = rh->len;
+	l = ld32(&rh->len);
 	if (st == REC_RESERVED) {
 		*state = st;
 		return 0;
 	}
-	if (rh->check != ~l || (st != REC_PAD && l > r->hdr->max_record))
+	if (ld32(&rh->check) != ~l || (st != REC_PAD && l > r->max_record))
 		return -EBADMSG;
 	sz = ring_record_size(l);
 	if (off + sz > r->capacity || pos + sz > head)
@@ -472,20 +603,104 @@ ring_cursor_skip(struct ring *r)
 		r->rd = r->skip_to;
 }
 
+static void
+reader_forget(struct ring *r, uint64_t pos)
+{
+	r->rd = r->rd_tail = pos;
+	r->rd_records = 0;
+	r->skip_from = r->skip_to = 0;
+	r->rd_synced = true;
+}
+
+/*
+ * Empties the ring at a plausible position under the lock: used when no reader has
+ * trusted copies to repair from. Returns the records dropped.
+ */
+static uint64_t
+ring_reset_locked(struct ring *r)
+{
+	struct ring_header *h = r->hdr;
+	uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
+	uint64_t tail = atomic_load_explicit(&h->tail, memory_order_acquire), at = 0, lost;
+
+	/* The furthest plausible position, so that new records land past any still being copied. */
+	if (head % RING_ALIGN == 0 && head < POS_LIMIT)
+		at = head;
+	if (tail % RING_ALIGN == 0 && tail < POS_LIMIT && tail > at)
+		at = tail;
+	lost = ring_pending_records(r);
+	header_restore(r);
+	atomic_store_explicit(&h->tail, at, memory_order_release);
+	atomic_store_explicit(&h->head, at, memory_order_release);
+	atomic_fetch_add_explicit(&h->corrupt_records, lost, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->resets, 1, memory_order_relaxed);
+	return lost;
+}
+
+uint64_t
+ring_reset(struct ring *r)
+{
+	uint64_t lost;
+
+	ring_lock_bounded(r);
+	lost = ring_reset_locked(r);
+	ring_unlock(r);
+	notify_signal(r->space_efd);
+	notify_signal(r->data_efd);
+	return lost;
+}
+
+/*
+ * A reader that has not looked yet (a new process): take the shared tail if it is
+ * plausible, else reset the ring, which only the sole reader may do while writers run.
+ */
+static void
+reader_sync(struct ring *r)
+{
+	uint64_t tail, head;
+
+	tail = atomic_load_explicit(&r->hdr->tail, memory_order_acquire);
+	head = atomic_load_explicit(&r->hdr->head, memory_order_acquire);
+	if (!pos_plausible(r, head, tail)) {
+		atomic_fetch_add_explicit(&r->hdr->corrupt_detected, 1, memory_order_relaxed);
+		ring_lock_bounded(r);
+		ring_reset_locked(r);
+		tail = atomic_load_explicit(&r->hdr->tail, memory_order_relaxed);
+		ring_unlock(r);
+		notify_signal(r->space_efd);
+	}
+	reader_forget(r, tail);
+}
+
+/*
+ * The reader's check of the shared positions against its own copies: head aligned,
+ * not behind the cursor, at most a ring ahead of the tail the reader stored last, and
+ * the shared tail still that one. Cheap: three loads of lines the reader reads anyway.
+ */
+static inline bool
+reader_positions_ok(const struct ring *r, uint64_t head)
+{
+	return head % RING_ALIGN == 0 && head >= r->rd && head - r->rd_tail <= r->capacity &&
+	    atomic_load_explicit(&r->hdr->tail, memory_order_relaxed) == r->rd_tail;
+}
+
 int
 ring_peek(struct ring *r, struct ring_record *rec)
 {
+	if (!r->rd_synced)
+		reader_sync(r);
 	for (;;) {
 		uint64_t head = atomic_load_explicit(&r->hdr->head, memory_order_acquire), size = 0;
 		uint32_t state = 0, len = 0;
 
 		ring_cursor_skip(r);
-		if (r->rd >= head)
-			return -EAGAIN;
-		if (rec_inspect(r, r->rd, head, &state, &size, &len) < 0) {
+		if (!reader_positions_ok(r, head) ||
+		    (r->rd < head && rec_inspect(r, r->rd, head, &state, &size, &len) < 0)) {
 			atomic_fetch_add_explicit(&r->hdr->corrupt_detected, 1, memory_order_relaxed);
 			return -EBADMSG;
 		}
+		if (r->rd >= head)
+			return -EAGAIN;
 		if (state == REC_RESERVED)
 			return -EAGAIN;
 		if (state != REC_COMMITTED) {
@@ -497,6 +712,7 @@ ring_peek(struct ring *r, struct ring_record *rec)
 		rec->pos = r->rd;
 		rec->next = r->rd + size;
 		r->rd += size;
+		r->rd_records++;
 		return 0;
 	}
 }
@@ -504,7 +720,11 @@ ring_peek(struct ring *r, struct ring_record *rec)
 void
 ring_rewind(struct ring *r)
 {
-	r->rd = atomic_load_explicit(&r->hdr->tail, memory_order_acquire);
+	/* The reader's own tail, not the shared one: that one may have been scribbled. */
+	if (!r->rd_synced)
+		reader_sync(r);
+	r->rd = r->rd_tail;
+	r->rd_records = 0;
 }
 
 
@@ -517,6 +737,8 @@ ring_cursor(const struct ring *r)
 uint64_t
 ring_tail(const struct ring *r)
 {
+	if (r->rd_synced)
+		return r->rd_tail;
 	return atomic_load_explicit(&r->hdr->tail, memory_order_acquire);
 }
 
@@ -527,40 +749,74 @@ ring_empty(const struct ring *r)
 	    atomic_load_explicit(&r->hdr->tail, memory_order_acquire);
 }
 
+/*
+ * A header the cursor passed, seen again on release: still sound and inside the part
+ * the cursor passed? (A child may have rewritten it since it was peeked.)
+ */
+static bool
+rec_still_valid(const struct ring *r, uint64_t pos, uint32_t *state, uint64_t *size, uint32_t *len)
+{
+	const struct rec_hdr *rh = rec_at(r, pos);
+	uint32_t st = atomic_load_explicit(&rh->state, memory_order_relaxed), l = ld32(&rh->len);
+	uint64_t sz = ring_record_size(l);
+
+	if (ld32(&rh->check) != ~l || (st != REC_COMMITTED && st != REC_PAD && st != REC_ABANDONED) ||
+	    (st != REC_PAD && l > r->max_record) || pos % r->capacity + sz > r->capacity ||
+	    pos + sz > r->rd)
+		return false;
+	*state = st;
+	*size = sz;
+	*len = l;
+	return true;
+}
+
 int
 ring_release(struct ring *r, uint64_t upto)
 {
 	struct ring_header *h = r->hdr;
-	uint64_t tail = atomic_load_explicit(&h->tail, memory_order_relaxed), pos, records = 0,
-	    bytes = 0;
+	uint64_t tail, pos, records = 0, bytes = 0;
+	bool sound = true;
 
+	if (!r->rd_synced)
+		reader_sync(r);
+	tail = r->rd_tail;
 	if (upto < tail || upto > r->rd || upto % RING_ALIGN != 0)
 		return -EINVAL;
-	/* Count what is released; these headers were validated when peeked. */
+	/* Count what is released, re-checking each header: these were validated when peeked. */
 	for (pos = tail; pos < upto;) {
-		const struct rec_hdr *rh = rec_at(r, pos);
-		uint32_t st;
+		uint64_t size;
+		uint32_t st, len;
 
 		if (pos == r->skip_from && r->skip_from != r->skip_to) {
 			pos = r->skip_to;       /* a corrupted span: its headers are not to be read */
 			continue;
 		}
-		st = atomic_load_explicit(&rh->state, memory_order_relaxed);
-
+		if (!rec_still_valid(r, pos, &st, &size, &len)) {
+			/* Rewritten since: upto is the caller's, checked above; release to it anyway. */
+			sound = false;
+			break;
+		}
 		if (st == REC_COMMITTED) {
 			records++;
-			bytes += rh->len;
+			bytes += len;
 		}
-		pos += ring_record_size(rh->len);
+		pos += size;
 	}
-	if (pos != upto)
+	if (sound && pos != upto)
 		return -EINVAL;
+	if (!sound) {
+		atomic_fetch_add_explicit(&h->corrupt_detected, 1, memory_order_relaxed);
+		if (upto == r->rd)
+			records = r->rd_records;        /* exact: every record peeked goes */
+	}
 	if (r->skip_from != r->skip_to && upto >= r->skip_from) {
 		/* Released up to (or past) the corrupted span: it goes too. */
 		if (upto < r->skip_to)
 			upto = r->skip_to;
 		r->skip_from = r->skip_to = 0;
 	}
+	r->rd_records = sat_sub(r->rd_records, records);
+	r->rd_tail = upto;
 	/* Release: the reader's reads of these payloads happen before writers reuse them. */
 	atomic_store_explicit(&h->tail, upto, memory_order_release);
 	atomic_fetch_add_explicit(&h->released_records, records, memory_order_relaxed);
@@ -574,23 +830,36 @@ ring_release(struct ring *r, uint64_t upto)
 uint64_t
 ring_skip_corrupt(struct ring *r)
 {
-	uint64_t head, dropped;
+	struct ring_header *h = r->hdr;
+	uint64_t head, dropped, lost;
 
-	if (ring_lock(r) < 0)
-		return 0;
-	head = atomic_load_explicit(&r->hdr->head, memory_order_acquire);
+	if (!r->rd_synced)
+		reader_sync(r);
+	ring_lock_bounded(r);
+	header_restore(r);
+	head = atomic_load_explicit(&h->head, memory_order_acquire);
+	/* A head that cannot be right is not followed: the cursor becomes the head. */
+	if (head % RING_ALIGN != 0 || head < r->rd || head - r->rd_tail > r->capacity)
+		head = r->rd;
 	dropped = head - r->rd;
-	if (r->rd == atomic_load_explicit(&r->hdr->tail, memory_order_acquire) ||
-	    r->skip_from != r->skip_to) {
+	/* Records between the cursor and head, counted from the counters (peeked ones excluded). */
+	lost = sat_sub(ring_pending_records(r), r->rd_records);
+	if (r->rd == r->rd_tail || r->skip_from != r->skip_to) {
 		/* Nothing peeked is waiting for release (or a second corruption): release all. */
-		atomic_store_explicit(&r->hdr->tail, head, memory_order_release);
-		r->skip_from = r->skip_to = 0;
+		lost += r->rd_records;
+		reader_forget(r, head);
 	} else {
 		/* Keep the peeked records until Kinesis acknowledged them; skip the rest. */
-		r->skip_from = r->rd;
-		r->skip_to = head;
+		if (head != r->rd) {
+			r->skip_from = r->rd;
+			r->skip_to = head;
+		}
+		r->rd = head;
 	}
-	r->rd = head;
+	atomic_store_explicit(&h->tail, r->rd_tail, memory_order_release);
+	atomic_store_explicit(&h->head, head, memory_order_release);
+	atomic_fetch_add_explicit(&h->corrupt_records, lost, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->resets, 1, memory_order_relaxed);
 	ring_unlock(r);
 	notify_signal(r->space_efd);
 	return dropped;
@@ -602,11 +871,14 @@ ring_reader_arm(struct ring *r)
 	uint64_t head, size;
 	uint32_t state = REC_RESERVED, len;
 
+	if (!r->rd_synced)
+		reader_sync(r);
 	atomic_store(&r->hdr->reader_waiting, 1);
 	atomic_thread_fence(memory_order_seq_cst);
 	head = atomic_load_explicit(&r->hdr->head, memory_order_acquire);
-	if (r->rd < head && (rec_inspect(r, r->rd, head, &state, &size, &len) < 0 ||
-	    state != REC_RESERVED)) {
+	/* Inconsistent positions or a bad record: do not sleep, peek (which reports it). */
+	if (!reader_positions_ok(r, head) || (r->rd < head &&
+	    (rec_inspect(r, r->rd, head, &state, &size, &len) < 0 || state != REC_RESERVED))) {
 		atomic_store(&r->hdr->reader_waiting, 0);
 		return true;
 	}
@@ -624,21 +896,28 @@ ring_reader_wait(struct ring *r, int timeout_ms)
 uint64_t
 ring_recover(struct ring *r, pid_t dead_pid)
 {
-	uint64_t head, pos, size = 0, abandoned = 0;
+	uint64_t head, tail, pos, size = 0, abandoned = 0;
 	uint32_t state, len;
 
-	if (ring_lock(r) < 0)
-		return 0;
+	ring_lock_bounded(r);
+	header_restore(r);
 	head = atomic_load_explicit(&r->hdr->head, memory_order_acquire);
-	for (pos = atomic_load_explicit(&r->hdr->tail, memory_order_acquire); pos < head; pos += size) {
+	tail = atomic_load_explicit(&r->hdr->tail, memory_order_acquire);
+	/* Implausible positions are not walked: the reader (or ring_reset) deals with them. */
+	if (!pos_plausible(r, head, tail))
+		head = tail;
+	/* Aligned start, each step at least RING_ALIGN, head at most a ring away: bounded. */
+	for (pos = tail; pos < head; pos += size) {
 		struct rec_hdr *rh = rec_at(r, pos);
 
 		state = 0;
 		if (atomic_load_explicit(&rh->state, memory_order_acquire) == REC_RESERVED) {
 			/* Reserved records were validated by their writer; check before trusting. */
-			if (rh->check != ~rh->len || rh->len > r->hdr->max_record)
+			len = ld32(&rh->len);
+			size = ring_record_size(len);
+			if (ld32(&rh->check) != ~len || len > r->max_record || pos % r->capacity + size > r->capacity ||
+			    pos + size > head)
 				break;
-			size = ring_record_size(rh->len);
 			if (rh->pid == (uint32_t)dead_pid) {
 				atomic_store_explicit(&rh->state, REC_ABANDONED, memory_order_release);
 				abandoned++;
@@ -673,6 +952,8 @@ ring_stats(const struct ring *r, struct ring_stats *st)
 	st->rejected_bytes = atomic_load_explicit(&h->rejected_bytes, memory_order_relaxed);
 	st->abandoned_records = atomic_load_explicit(&h->abandoned_records, memory_order_relaxed);
 	st->corrupt_detected = atomic_load_explicit(&h->corrupt_detected, memory_order_relaxed);
+	st->corrupt_records = atomic_load_explicit(&h->corrupt_records, memory_order_relaxed);
+	st->resets = atomic_load_explicit(&h->resets, memory_order_relaxed);
 	/* Tail first: both only grow, so the snapshot never has head < tail (see header_valid). */
 	st->tail = atomic_load_explicit(&h->tail, memory_order_acquire);
 	st->head = atomic_load_explicit(&h->head, memory_order_acquire);

@@ -48,6 +48,14 @@ struct ring {
 	uint64_t rd;            /* reader: absolute position of the next record to peek */
 	uint64_t skip_from;     /* reader: a corrupted span [skip_from, skip_to) not yet released */
 	uint64_t skip_to;       /* (skip_from == skip_to: none) */
+	/*
+	 * Reader's own copies, trusted over shared memory: tail is written only by the
+	 * reader, so a shared tail that differs from rd_tail was scribbled.
+	 */
+	uint64_t rd_tail;       /* reader: tail as it last stored it */
+	uint64_t rd_records;    /* reader: committed records peeked and not released yet */
+	bool rd_synced;         /* reader: rd_tail is known (false in a new reader until it looks) */
+	uint32_t max_record;    /* local copy: the shared one is only checked against it */
 };
 
 /* One record seen by the reader. data points into the mapping, valid until released. */
@@ -63,7 +71,9 @@ struct ring_stats {
 	uint64_t released_records, released_bytes;
 	uint64_t rejected_records, rejected_bytes;   /* refused because the ring was full */
 	uint64_t abandoned_records;                  /* of those, never committed: writer died */
-	uint64_t corrupt_detected;
+	uint64_t corrupt_detected;                   /* inconsistencies found (each repaired) */
+	uint64_t corrupt_records;                    /* records dropped by those repairs */
+	uint64_t resets;                             /* repairs and resets done */
 	uint64_t head, tail;                         /* bytes in use = head - tail */
 	uint64_t capacity;
 };
@@ -83,8 +93,21 @@ int ring_create(struct ring *r, uint64_t capacity) __attribute__((warn_unused_re
 int ring_attach(struct ring *r, int memfd, int data_efd, int space_efd)
     __attribute__((warn_unused_result));
 
-/* Re-validates the shared header of an already mapped ring. Returns 0 or -EPROTO. */
+/*
+ * Re-validates the shared header of an already mapped ring against the process's own
+ * copies (magic, version, sizes) and head/tail consistency. Returns 0 or -EPROTO.
+ * Reads only the header: safe whatever another process wrote.
+ */
 int ring_check(const struct ring *r) __attribute__((warn_unused_result));
+
+/*
+ * Supervisor, when no reader is running (the reader died) and ring_check failed:
+ * empties the ring (head = tail at a plausible position), restores the constant
+ * header fields, and counts what it held as dropped (corrupt_records). Repairs the
+ * writers' lock if it cannot be taken within a bound. Returns the records dropped.
+ * A reader resets on its own (ring_peek -> -EBADMSG -> ring_skip_corrupt).
+ */
+uint64_t ring_reset(struct ring *r);
 
 /* Unmaps and closes the fds (the creator's call frees the memory when the last user goes). */
 void ring_close(struct ring *r);
@@ -124,7 +147,8 @@ uint64_t ring_space_needed(const struct iovec *recs, size_t n);
 /*
  * Reader: returns the next committed record after the cursor and advances the
  * cursor. Returns 0, -EAGAIN when none is committed yet, -EBADMSG when the record
- * at the cursor is corrupted (see ring_skip_corrupt). Single reader only.
+ * at the cursor is corrupted or head/tail are inconsistent (see ring_skip_corrupt).
+ * Single reader only.
  */
 int ring_peek(struct ring *r, struct ring_record *rec) __attribute__((warn_unused_result));
 
@@ -139,16 +163,19 @@ bool ring_empty(const struct ring *r);
 /*
  * Reader: releases every record before position upto (a ring_record.next value at
  * or before the cursor) so writers may reuse the space. Returns 0, or -EINVAL if
- * upto is out of range.
+ * upto is out of range or not a record boundary. A record header rewritten after
+ * it was peeked does not stop the release (counted in corrupt_detected).
  */
 int ring_release(struct ring *r, uint64_t upto) __attribute__((warn_unused_result));
 
 /*
- * Reader, after -EBADMSG: drops everything from the cursor to the current head
- * (counted in corrupt_detected) so the ring can carry on. Returns the bytes dropped.
- * Records peeked before the corruption stay unreleased until ring_release passes
- * them; the dropped span is then released with them. A second corruption before
- * that releases everything up to the head, peeked records included.
+ * Reader, after -EBADMSG: drops everything from the cursor to the current head (or,
+ * if head itself is implausible, sets head back to the cursor), restores the shared
+ * tail and the constant header fields from the reader's copies, and counts the
+ * records dropped in corrupt_records, so the ring can carry on. Returns the bytes
+ * dropped. Records peeked before the corruption stay unreleased until ring_release
+ * passes them; the dropped span is then released with them. A second corruption
+ * before that releases everything up to the head, peeked records included (counted).
  */
 uint64_t ring_skip_corrupt(struct ring *r);
 
@@ -165,8 +192,11 @@ int ring_reader_wait(struct ring *r, int timeout_ms);
  * Supervisor: after a writer process died (call it after reaping the process and
  * before starting its replacement, so the pid cannot be reused), turns the records
  * it had reserved but not committed into skipped ones, repairs the lock if it died
- * holding it, and always wakes the reader (the dead writer may have taken a
- * wake-up with it). Returns the number of records abandoned.
+ * holding it, restores the constant header fields, and always wakes the reader (the
+ * dead writer may have taken a wake-up with it). Returns the number of records
+ * abandoned. Walks only a plausible tail..head and stops at the first invalid
+ * record (the reader then finds it and repairs): bounded, never reads outside the
+ * data area, whatever another process wrote (check with ring_check first).
  */
 uint64_t ring_recover(struct ring *r, pid_t dead_pid);
 

@@ -1450,6 +1450,280 @@ START_TEST(test_corrupt_record)
 }
 END_TEST
 
+/* ---- a corrupt writer ---------------------------------------------------------- */
+
+#define HDR_OFF_LOCK        40
+#define HDR_OFF_COUNTERS_END 512        /* end of the counters' cache lines */
+#define SCR_CAPACITY        65536u
+#define SCR_RECORDS         20u
+#define SCR_PEEKED          5u
+#define SCR_STEPS           10000       /* reader calls allowed to get back to normal */
+
+enum scribble {
+	SCR_HEAD_BEYOND_CAPACITY, SCR_TAIL_BEYOND_HEAD, SCR_TAIL_CAP4_HEAD_CAP64, SCR_LEN_AFTER_PEEK,
+	SCR_LEN_HUGE, SCR_CHECK_WRONG, SCR_RANDOM_HEADER, SCR_DIE_HOLDING_LOCK, SCR_KINDS
+};
+
+static const char *const scribble_name[SCR_KINDS] = {
+	"head beyond capacity", "tail beyond head", "tail = capacity - 4, head = capacity + 64",
+	"record length rewritten after peek", "record length huge", "check field wrong",
+	"random bytes over the header fields", "writer dying mid-scribble",
+};
+
+/* A PROT_NONE page right after the mapping, so a read past it faults (if the address is free). */
+static void
+guard_after(const struct ring *r)
+{
+	void *want = (uint8_t *)r->hdr + r->map_len;
+
+	(void)mmap(want, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+}
+
+/* In the child: writes pattern p over the ring; `peeked` is the first record the reader peeked. */
+static void
+scribble(struct ring *r, enum scribble p, uint64_t peeked, uint64_t seed)
+{
+	uint8_t *h = (uint8_t *)r->hdr, *cur = r->data + ring_cursor(r) % r->capacity;
+	uint64_t head = peek64(h, HDR_OFF_HEAD), tail = peek64(h, HDR_OFF_TAIL);
+
+	switch (p) {
+	case SCR_HEAD_BEYOND_CAPACITY:
+		poke64(h, HDR_OFF_HEAD, tail + r->capacity + 4096);
+		break;
+	case SCR_TAIL_BEYOND_HEAD:
+		poke64(h, HDR_OFF_TAIL, head + 64);
+		break;
+	case SCR_TAIL_CAP4_HEAD_CAP64:
+		poke64(h, HDR_OFF_TAIL, r->capacity - 4);
+		poke64(h, HDR_OFF_HEAD, r->capacity + 64);
+		break;
+	case SCR_LEN_AFTER_PEEK:
+		/* Self-consistent (check matches) but wrong: a release walk would land mid-payload. */
+		poke32(r->data + peeked % r->capacity, REC_OFF_LEN, 48);
+		poke32(r->data + peeked % r->capacity, REC_OFF_CHECK, ~48u);
+		break;
+	case SCR_LEN_HUGE:
+		poke32(cur, REC_OFF_LEN, 0x7ffffff0u);
+		poke32(cur, REC_OFF_CHECK, ~0x7ffffff0u);
+		break;
+	case SCR_CHECK_WRONG:
+		poke32(cur, REC_OFF_CHECK, 12345);
+		break;
+	case SCR_RANDOM_HEADER:
+		/* Every field but the lock word (a process that writes the mutex can stop writers). */
+		for (size_t off = 0; off < HDR_OFF_COUNTERS_END; off += 8) {
+			if (off >= HDR_OFF_LOCK && off < HDR_OFF_HEAD)
+				continue;
+			seed = mix64(seed + off);
+			poke64(h, off, seed);
+		}
+		break;
+	case SCR_DIE_HOLDING_LOCK:
+		/* As a writer would, then killed halfway through its scribble. */
+		if (pthread_mutex_lock((pthread_mutex_t *)(void *)(h + HDR_OFF_LOCK)) != 0)
+			_exit(3);
+		poke64(h, HDR_OFF_HEAD, head * 7 + 3);
+		raise(SIGKILL);
+		break;
+	case SCR_KINDS:
+		break;
+	}
+}
+
+/* The reader as the dispatcher drives it, bounded. Returns the records delivered. */
+static uint64_t
+reader_drain(struct ring *r, int *steps)
+{
+	struct ring_record rec;
+	uint64_t n = 0;
+
+	for (*steps = 0; *steps < SCR_STEPS; (*steps)++) {
+		int rc = ring_peek(r, &rec);
+
+		if (rc == 0) {
+			ck_assert_ptr_eq(rec.data, r->data + rec.pos % r->capacity + RING_RECORD_HDR);
+			ck_assert_uint_le(rec.pos % r->capacity + RING_RECORD_HDR + rec.len, r->capacity);
+			n++;
+		} else if (rc == -EBADMSG)
+			(void)ring_skip_corrupt(r);
+		else {
+			ck_assert_int_eq(rc, -EAGAIN);
+			break;
+		}
+	}
+	return n;
+}
+
+/* After any repair the ring carries records again, intact and in order. */
+static void
+ring_carries_on(struct ring *r, uint32_t writer)
+{
+	uint8_t buf[512];
+
+	for (uint32_t s = 0; s < 10; s++) {
+		rec_fill(buf, writer, s, 64 + s * 8);
+		ck_assert_int_eq(ring_write(r, buf, 64 + s * 8), 0);
+	}
+	for (uint32_t s = 0; s < 10; s++)
+		expect_record(r, writer, s);
+	ck_assert_int_eq(ring_release(r, ring_cursor(r)), 0);
+	ck_assert(ring_empty(r));
+	ck_assert_int_eq(ring_check(r), 0);
+}
+
+/*
+ * A child process scribbles on the ring (header fields, record lengths) while the
+ * reader has records in flight. The supervisor's calls and the reader's survive it
+ * within a bounded number of calls, every record written is either delivered or
+ * counted as dropped, and writing and reading carry on.
+ */
+START_TEST(test_scribbler_child)
+{
+	for (int p = 0; p < SCR_KINDS; p++) {
+		for (uint64_t seed = 1; seed <= (p == SCR_RANDOM_HEADER ? 4u : 1u); seed++) {
+			struct ring r;
+			struct ring_record rec, first = { 0 };
+			struct ring_stats st;
+			uint8_t buf[512];
+			uint64_t delivered = 0;
+			int steps, status;
+			pid_t child;
+
+			ck_assert_int_eq(ring_create(&r, SCR_CAPACITY), 0);
+			guard_after(&r);
+			/* Wrap once so positions are not small numbers. */
+			for (uint32_t i = 0; i < 200; i++) {
+				ck_assert_int_eq(ring_write(&r, buf, 400), 0);
+				ck_assert_int_eq(ring_peek(&r, &rec), 0);
+				ck_assert_int_eq(ring_release(&r, rec.next), 0);
+			}
+			for (uint32_t i = 0; i < SCR_RECORDS; i++) {
+				rec_fill(buf, 7, i, 100 + i);
+				ck_assert_int_eq(ring_write(&r, buf, 100 + i), 0);
+			}
+			for (uint32_t i = 0; i < SCR_PEEKED; i++) {
+				ck_assert_int_eq(ring_peek(&r, &rec), 0);
+				if (i == 1)
+					first = rec;
+				delivered++;
+			}
+			child = fork();
+			ck_assert_int_ge(child, 0);
+			if (child == 0) {
+				scribble(&r, (enum scribble)p, first.pos, seed);
+				_exit(0);
+			}
+			ck_assert_int_eq(waitpid(child, &status, 0), child);
+
+			/* The supervisor after the child died: check, then recover; neither may crash. */
+			if (p != SCR_LEN_AFTER_PEEK && p != SCR_LEN_HUGE && p != SCR_CHECK_WRONG)
+				ck_assert_msg(ring_check(&r) == -EPROTO, "ring_check missed: %s",
+				    scribble_name[p]);
+			ck_assert_uint_eq(ring_recover(&r, child), 0);
+
+			/* The reader: bounded, never outside the data area. */
+			delivered += reader_drain(&r, &steps);
+			ck_assert_msg(steps < SCR_STEPS, "reader loops on: %s", scribble_name[p]);
+			ck_assert_msg(ring_release(&r, ring_cursor(&r)) == 0, "release fails after: %s",
+			    scribble_name[p]);
+			ck_assert_msg(ring_release(&r, ring_cursor(&r)) == 0, "second release after: %s",
+			    scribble_name[p]);
+
+			ring_stats(&r, &st);
+			ck_assert_msg(st.corrupt_detected > 0, "not detected: %s", scribble_name[p]);
+			if (p != SCR_RANDOM_HEADER) {
+				/* Every record: delivered, or counted as dropped. */
+				ck_assert_msg(st.written_records == st.released_records + st.corrupt_records +
+				    st.abandoned_records, "%s: written %" PRIu64 ", released %" PRIu64
+				    ", dropped %" PRIu64, scribble_name[p], st.written_records,
+				    st.released_records, st.corrupt_records);
+				ck_assert_uint_eq(st.written_records, 200 + SCR_RECORDS);
+				if (p == SCR_LEN_AFTER_PEEK)
+					ck_assert_uint_eq(delivered, SCR_RECORDS);
+				else
+					ck_assert_msg(st.corrupt_records == SCR_RECORDS - delivered,
+					    "%s: %" PRIu64 " delivered, %" PRIu64 " counted dropped",
+					    scribble_name[p], delivered, st.corrupt_records);
+			}
+			ring_carries_on(&r, 8);
+			ring_close(&r);
+		}
+	}
+}
+END_TEST
+
+/*
+ * The issue's case with no reader running (the dispatcher died too): the supervisor
+ * finds the ring inconsistent, resets it and counts what it held; a new reader
+ * process then gets what is written next.
+ */
+START_TEST(test_scribbler_reader_dead)
+{
+	struct ring r;
+	struct ring_stats st;
+	uint8_t buf[512];
+	int status;
+	pid_t child, reader;
+
+	ck_assert_int_eq(ring_create(&r, SCR_CAPACITY), 0);
+	guard_after(&r);
+	for (uint32_t i = 0; i < SCR_RECORDS; i++)
+		ck_assert_int_eq(ring_write(&r, buf, 100), 0);
+	child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		scribble(&r, SCR_TAIL_CAP4_HEAD_CAP64, 0, 0);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(child, &status, 0), child);
+	ck_assert_int_eq(ring_check(&r), -EPROTO);
+	ck_assert_uint_eq(ring_reset(&r), SCR_RECORDS);
+	ck_assert_int_eq(ring_check(&r), 0);
+	ck_assert_uint_eq(ring_recover(&r, child), 0);
+	ring_stats(&r, &st);
+	ck_assert_uint_eq(st.corrupt_records, SCR_RECORDS);
+	ck_assert_uint_eq(st.resets, 1);
+
+	for (uint32_t s = 0; s < 10; s++) {
+		rec_fill(buf, 9, s, 80);
+		ck_assert_int_eq(ring_write(&r, buf, 80), 0);
+	}
+	reader = fork();
+	ck_assert_int_ge(reader, 0);
+	if (reader == 0) {
+		struct ring_record rec;
+		uint32_t w, sq;
+
+		ring_rewind(&r);
+		for (uint32_t s = 0; s < 10; s++)
+			if (ring_peek(&r, &rec) != 0 || rec_verify(rec.data, rec.len, &w, &sq) != 0 || w != 9 ||
+			    sq != s)
+				_exit(1);
+		_exit(ring_peek(&r, &rec) == -EAGAIN && ring_release(&r, ring_cursor(&r)) == 0 ? 0 : 2);
+	}
+	ck_assert_int_eq(waitpid(reader, &status, 0), reader);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert(ring_empty(&r));
+	ring_close(&r);
+}
+END_TEST
+
+/* A scribbled mutex (the one field the scribbler above spares): the supervisor's calls still return. */
+START_TEST(test_scribbled_lock_bounded)
+{
+	struct ring r;
+	uint8_t junk[HDR_OFF_HEAD - HDR_OFF_LOCK];
+
+	ck_assert_int_eq(ring_create(&r, SCR_CAPACITY), 0);
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (uint8_t)mix64(i);
+	memcpy((uint8_t *)r.hdr + HDR_OFF_LOCK, junk, sizeof(junk));
+	ck_assert_uint_eq(ring_recover(&r, 12345), 0);      /* within the lock bound, then repaired */
+	ring_carries_on(&r, 10);
+	ring_close(&r);
+}
+END_TEST
+
 /* ring_check and ring_stats on a busy ring: never a false alarm, never head < tail. */
 /* Records peeked before a corruption stay unreleased (in flight) until released. */
 START_TEST(test_skip_corrupt_keeps_peeked)
@@ -1683,6 +1957,9 @@ ring_suite(void)
 	tcase_add_test(tc, test_corrupt_record);
 	tcase_add_test(tc, test_check_while_busy);
 	tcase_add_test(tc, test_skip_corrupt_keeps_peeked);
+	tcase_add_test(tc, test_scribbler_child);
+	tcase_add_test(tc, test_scribbler_reader_dead);
+	tcase_add_test(tc, test_scribbled_lock_bounded);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("wakeups");
