@@ -504,11 +504,11 @@ controller_report(struct controller *c)
 		    PRIu64 " given up by the dispatcher (too large or rejected); %"
 		    PRIu64 " too large for a record, dropped by the listener; %" PRIu64 " dropped by Lambda "
 		    "(platform.logsDropped)", pending, st.head - st.tail, dropped, refused, lambda_dropped);
+	else
+		log_info("shutdown: everything received was sent");
 	if (st.corrupt_records > 0 || st.resets > 0)
 		log_warnx("shutdown: ring corruption: %" PRIu64 " record(s) dropped in %" PRIu64 " repair(s)",
 		    st.corrupt_records, st.resets);
-	else
-		log_info("shutdown: everything received was sent");
 	if (atomic_load(&l->ring_full) > 0)
 		log_warnx("shutdown: the ring was full %" PRIu64 " times (Lambda retried those batches; "
 		    "consider a larger KTE_RING_BYTES)", atomic_load(&l->ring_full));
