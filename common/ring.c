@@ -25,13 +25,33 @@ enum rec_state {
 	REC_ABANDONED = 4,      /* reserved by a writer that died: skipped */
 };
 
-/* Every record starts with this 16-byte header at a 16-byte aligned offset. */
+/* Every record starts with this 32-byte header at a 16-byte aligned offset. */
 struct rec_hdr {
 	_Atomic uint32_t state;
 	uint32_t len;           /* payload bytes */
 	uint32_t pid;           /* writer process, for recovery */
 	uint32_t check;         /* ~len: a corrupted length is detected, not followed */
+	uint64_t meta;          /* struct ring_meta: rid_off, rid_len, type, flags (one load) */
+	uint32_t arrival_ms;    /* ms after created_ms */
+	uint32_t reserved;
 };
+
+_Static_assert(sizeof(struct rec_hdr) == RING_RECORD_HDR, "record header size");
+
+/*
+ * A PAD fills the end of the data area, which may be as little as RING_ALIGN bytes:
+ * it uses only the first PAD_HDR bytes of a header (state, len, pid, check) and its
+ * len counts the bytes after those.
+ */
+#define PAD_HDR 16u
+
+/* Footprint of a record in state st with length l (PADs: see PAD_HDR). */
+static inline uint64_t
+rec_size(uint32_t st, uint32_t l)
+{
+	return st == REC_PAD ? (uint64_t)l + PAD_HDR : ring_record_size(l);
+}
+_Static_assert(sizeof(struct ring_meta) == 8, "ring_meta packs into rec_hdr.meta");
 
 struct ring_header {
 	uint64_t magic;
@@ -53,6 +73,7 @@ struct ring_header {
 	_Atomic uint64_t abandoned_records, corrupt_detected;
 	alignas(64) _Atomic uint64_t released_records, released_bytes;
 	alignas(64) _Atomic uint64_t corrupt_records, resets;
+	uint64_t created_ms;    /* CLOCK_MONOTONIC ms at creation: origin of arrival_ms */
 };
 
 #define HEADER_SIZE ((sizeof(struct ring_header) + 4095u) & ~(size_t)4095u)
@@ -205,6 +226,8 @@ header_restore(struct ring *r)
 		h->map_size = r->map_len;
 	if (h->max_record != r->max_record)
 		h->max_record = r->max_record;
+	if (h->created_ms != r->created_ms)
+		h->created_ms = r->created_ms;
 }
 
 static uint64_t
@@ -298,6 +321,7 @@ ring_create(struct ring *r, uint64_t capacity)
 	h->max_record = (uint32_t)((capacity / 4 > UINT32_MAX ? UINT32_MAX : capacity / 4) -
 	    RING_RECORD_HDR);
 	r->max_record = h->max_record;
+	h->created_ms = r->created_ms = now_mono_ms();
 	rc = ring_mutex_init(&h->lock);
 	if (rc != 0) {
 		ring_close(r);
@@ -345,6 +369,7 @@ ring_attach(struct ring *r, int memfd, int data_efd, int space_efd)
 	r->data_efd = data_efd;
 	r->space_efd = space_efd;
 	r->max_record = h->max_record;
+	r->created_ms = h->created_ms;
 	r->rd = r->rd_tail = atomic_load_explicit(&h->tail, memory_order_acquire);
 	r->rd_synced = true;
 	return 0;
@@ -383,6 +408,12 @@ ring_max_record(const struct ring *r)
 }
 
 uint64_t
+ring_created_ms(const struct ring *r)
+{
+	return r->created_ms;
+}
+
+uint64_t
 ring_space_needed(const struct iovec *recs, size_t n)
 {
 	uint64_t total = 0, largest = 0;
@@ -408,8 +439,31 @@ ring_wake_reader(struct ring *r)
 		notify_signal(r->data_efd);
 }
 
+/* The metadata word of record i: a span outside the payload is stored as none. */
+static inline uint64_t
+meta_word(const struct iovec *rec, const struct ring_meta *meta, bool stamped)
+{
+	struct ring_meta m = { 0, 0, 0, stamped ? RING_META_ARRIVAL : 0 };
+	uint64_t w;
+
+	if (meta != NULL && meta->rid_len <= RING_RID_MAX &&
+	    (uint64_t)meta->rid_off + meta->rid_len <= rec->iov_len) {
+		m.rid_off = meta->rid_off;
+		m.rid_len = meta->rid_len;
+		m.type = meta->type;
+		m.flags |= RING_META_VALID;
+	}
+	memcpy(&w, &m, sizeof(w));
+	return w;
+}
+
+/*
+ * One attempt. meta (or NULL) gives each record's metadata; arrival, when stamped,
+ * is the ms since creation to store in every record.
+ */
 static int
-ring_writev_once(struct ring *r, const struct iovec *recs, size_t n, int count_rejects)
+ring_writev_once(struct ring *r, const struct iovec *recs, const struct ring_meta *meta, size_t n,
+    int count_rejects, bool stamped, uint32_t arrival)
 {
 	struct ring_header *h = r->hdr;
 	uint64_t head, tail, pos, bytes = 0, pad_pos = 0, pad_len = 0;
@@ -467,7 +521,7 @@ ring_writev_once(struct ring *r, const struct iovec *recs, size_t n, int count_r
 
 		if (pad_len != 0 && pos == pad_pos) {
 			rh = rec_at(r, pos);
-			rh->len = (uint32_t)(pad_len - RING_RECORD_HDR);
+			rh->len = (uint32_t)(pad_len - PAD_HDR);
 			rh->pid = pid;
 			rh->check = ~rh->len;
 			atomic_store_explicit(&rh->state, REC_PAD, memory_order_relaxed);
@@ -496,6 +550,8 @@ ring_writev_once(struct ring *r, const struct iovec *recs, size_t n, int count_r
 		if (pad_len != 0 && pos == pad_pos)
 			pos += pad_len;
 		rh = rec_at(r, pos);
+		rh->meta = meta_word(&recs[i], meta != NULL ? &meta[i] : NULL, stamped);
+		rh->arrival_ms = arrival;
 		if (recs[i].iov_len != 0)
 			memcpy((uint8_t *)rh + RING_RECORD_HDR, recs[i].iov_base, recs[i].iov_len);
 		atomic_store_explicit(&rh->state, REC_COMMITTED, memory_order_release);
@@ -508,7 +564,7 @@ ring_writev_once(struct ring *r, const struct iovec *recs, size_t n, int count_r
 int
 ring_writev(struct ring *r, const struct iovec *recs, size_t n)
 {
-	return ring_writev_once(r, recs, n, 1);
+	return ring_writev_once(r, recs, NULL, n, 1, false, 0);
 }
 
 int
@@ -516,7 +572,7 @@ ring_write(struct ring *r, const void *data, size_t len)
 {
 	struct iovec v = { .iov_base = (void *)(uintptr_t)data, .iov_len = len };
 
-	return ring_writev_once(r, &v, 1, 1);
+	return ring_writev_once(r, &v, NULL, 1, 1, false, 0);
 }
 
 int
@@ -525,17 +581,19 @@ ring_writev_wait(struct ring *r, const struct iovec *recs, size_t n, int timeout
 	return ring_writev_wait_cancel(r, recs, n, timeout_ms, NULL);
 }
 
-int
-ring_writev_wait_cancel(struct ring *r, const struct iovec *recs, size_t n, int timeout_ms,
-    const _Atomic int *cancel)
+/* The wait loop of both waiting writers; stamps with the time of the call (read anyway). */
+static int
+ring_writev_wait_loop(struct ring *r, const struct iovec *recs, const struct ring_meta *meta, size_t n,
+    int timeout_ms, const _Atomic int *cancel)
 {
-	uint64_t deadline = now_mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+	uint64_t start = now_mono_ms(), deadline = start + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+	uint32_t arrival = (uint32_t)(start - r->created_ms);
 	int rc;
 
 	for (;;) {
 		uint64_t now;
 
-		rc = ring_writev_once(r, recs, n, 0);
+		rc = ring_writev_once(r, recs, meta, n, 0, true, arrival);
 		if (rc != -ENOSPC)
 			return rc;
 		now = now_mono_ms();
@@ -547,7 +605,7 @@ ring_writev_wait_cancel(struct ring *r, const struct iovec *recs, size_t n, int 
 		 * waiting and signals, or this second try sees its new tail.
 		 */
 		atomic_thread_fence(memory_order_seq_cst);
-		rc = ring_writev_once(r, recs, n, 0);
+		rc = ring_writev_once(r, recs, meta, n, 0, true, arrival);
 		if (rc != -ENOSPC) {
 			atomic_fetch_sub(&r->hdr->writers_waiting, 1);
 			return rc;
@@ -559,7 +617,21 @@ ring_writev_wait_cancel(struct ring *r, const struct iovec *recs, size_t n, int 
 		notify_wait(r->space_efd, (int)(deadline - now < 5 ? deadline - now : 5));
 		atomic_fetch_sub(&r->hdr->writers_waiting, 1);
 	}
-	return ring_writev_once(r, recs, n, 1);
+	return ring_writev_once(r, recs, meta, n, 1, true, arrival);
+}
+
+int
+ring_writev_wait_cancel(struct ring *r, const struct iovec *recs, size_t n, int timeout_ms,
+    const _Atomic int *cancel)
+{
+	return ring_writev_wait_loop(r, recs, NULL, n, timeout_ms, cancel);
+}
+
+int
+ring_writev_meta_wait(struct ring *r, const struct iovec *recs, const struct ring_meta *meta, size_t n,
+    int timeout_ms, const _Atomic int *cancel)
+{
+	return ring_writev_wait_loop(r, recs, meta, n, timeout_ms, cancel);
 }
 
 /*
@@ -582,8 +654,8 @@ rec_inspect(const struct ring *r, uint64_t pos, uint64_t head, uint32_t *state, 
 	}
 	if (ld32(&rh->check) != ~l || (st != REC_PAD && l > r->max_record))
 		return -EBADMSG;
-	sz = ring_record_size(l);
-	if (off + sz > r->capacity || pos + sz > head)
+	sz = rec_size(st, l);
+	if (sz % RING_ALIGN != 0 || off + sz > r->capacity || pos + sz > head)
 		return -EBADMSG;
 	if (st != REC_COMMITTED && st != REC_PAD && st != REC_ABANDONED)
 		return -EBADMSG;
@@ -593,6 +665,28 @@ rec_inspect(const struct ring *r, uint64_t pos, uint64_t head, uint32_t *state, 
 	*size = sz;
 	*len = l;
 	return 0;
+}
+
+/*
+ * Copies a committed record's metadata out with one load and validates the copy:
+ * the requestId span must lie inside the payload, or there is no metadata.
+ */
+static inline void
+rec_meta(const struct rec_hdr *rh, uint32_t len, struct ring_record *rec)
+{
+	uint64_t w = __atomic_load_n(&rh->meta, __ATOMIC_RELAXED);
+	struct ring_meta m;
+
+	memcpy(&m, &w, sizeof(m));
+	if ((m.flags & RING_META_VALID) &&
+	    (m.rid_len > RING_RID_MAX || (uint64_t)m.rid_off + m.rid_len > len)) {
+		m.rid_off = m.rid_len = 0;
+		m.type = 0;
+		m.flags &= (uint8_t)~RING_META_VALID;
+	}
+	m.flags &= RING_META_VALID | RING_META_ARRIVAL;
+	rec->meta = m;
+	rec->arrival_ms = (m.flags & RING_META_ARRIVAL) ? ld32(&rh->arrival_ms) : 0;
 }
 
 /* The cursor never enters a corrupted span waiting for release (after a rewind). */
@@ -709,6 +803,7 @@ ring_peek(struct ring *r, struct ring_record *rec)
 		}
 		rec->data = (const uint8_t *)rec_at(r, r->rd) + RING_RECORD_HDR;
 		rec->len = len;
+		rec_meta(rec_at(r, r->rd), len, rec);
 		rec->pos = r->rd;
 		rec->next = r->rd + size;
 		r->rd += size;
@@ -758,9 +853,9 @@ rec_still_valid(const struct ring *r, uint64_t pos, uint32_t *state, uint64_t *s
 {
 	const struct rec_hdr *rh = rec_at(r, pos);
 	uint32_t st = atomic_load_explicit(&rh->state, memory_order_relaxed), l = ld32(&rh->len);
-	uint64_t sz = ring_record_size(l);
+	uint64_t sz = rec_size(st, l);
 
-	if (ld32(&rh->check) != ~l || (st != REC_COMMITTED && st != REC_PAD && st != REC_ABANDONED) ||
+	if (ld32(&rh->check) != ~l || sz % RING_ALIGN != 0 || (st != REC_COMMITTED && st != REC_PAD && st != REC_ABANDONED) ||
 	    (st != REC_PAD && l > r->max_record) || pos % r->capacity + sz > r->capacity ||
 	    pos + sz > r->rd)
 		return false;

@@ -22,12 +22,27 @@
 #include <sys/uio.h>
 
 #define RING_MAGIC        0x314e49524554454bull /* "KTERING1" little-endian */
-#define RING_VERSION      1u
+#define RING_VERSION      2u
 #define RING_ALIGN        16u
-#define RING_RECORD_HDR   16u
+#define RING_RECORD_HDR   32u
 #define RING_MIN_CAPACITY 4096u
 
 struct ring_header;
+
+/*
+ * Per-record metadata a writer may attach (ring_writev_meta_wait): what the listener
+ * learnt while validating the event, so the reader need not parse it again.
+ */
+#define RING_META_VALID   0x01u     /* type and requestId span were given */
+#define RING_META_ARRIVAL 0x02u     /* arrival_ms was stamped */
+#define RING_RID_MAX      256u      /* longest requestId span carried */
+
+struct ring_meta {
+	uint32_t rid_off;       /* requestId's raw bytes: offset in the payload... */
+	uint16_t rid_len;       /* ...and length; 0 when the event has none */
+	uint8_t type;           /* enum event_type (common/event_type.h); not checked by the ring */
+	uint8_t flags;          /* RING_META_*; on peek only what passed validation */
+};
 
 /* Bytes a record of len payload bytes takes in the ring: header plus payload, aligned. */
 static inline uint64_t
@@ -56,6 +71,7 @@ struct ring {
 	uint64_t rd_records;    /* reader: committed records peeked and not released yet */
 	bool rd_synced;         /* reader: rd_tail is known (false in a new reader until it looks) */
 	uint32_t max_record;    /* local copy: the shared one is only checked against it */
+	uint64_t created_ms;    /* local copy of the creation time (arrival_ms origin) */
 };
 
 /* One record seen by the reader. data points into the mapping, valid until released. */
@@ -64,6 +80,12 @@ struct ring_record {
 	uint32_t len;
 	uint64_t pos;           /* absolute position of its header */
 	uint64_t next;          /* absolute position after it: pass to ring_release() */
+	/*
+	 * The writer's metadata, copied out and validated: flags lacks RING_META_VALID
+	 * when none was given or rid_off + rid_len would leave the payload.
+	 */
+	struct ring_meta meta;
+	uint32_t arrival_ms;    /* RING_META_ARRIVAL: ms after ring_created_ms() it was written */
 };
 
 struct ring_stats {
@@ -115,6 +137,9 @@ void ring_close(struct ring *r);
 /* Largest payload a single record may hold. */
 uint32_t ring_max_record(const struct ring *r);
 
+/* CLOCK_MONOTONIC ms (now_mono_ms) when the ring was created: the origin of arrival_ms. */
+uint64_t ring_created_ms(const struct ring *r);
+
 /*
  * Writes n records atomically as a group: either all are reserved or none are.
  * Returns 0, -ENOSPC when the free space is short (counted as rejected),
@@ -137,6 +162,14 @@ int ring_writev_wait(struct ring *r, const struct iovec *recs, size_t n, int tim
  */
 int ring_writev_wait_cancel(struct ring *r, const struct iovec *recs, size_t n, int timeout_ms,
     const _Atomic int *cancel) __attribute__((warn_unused_result));
+
+/*
+ * Same, with metadata for each record (meta[i] for recs[i]; flags are set by the ring)
+ * and every record stamped with the time of the call (arrival_ms). A span that does
+ * not fit its record is stored as no metadata.
+ */
+int ring_writev_meta_wait(struct ring *r, const struct iovec *recs, const struct ring_meta *meta,
+    size_t n, int timeout_ms, const _Atomic int *cancel) __attribute__((warn_unused_result));
 
 /*
  * Bytes a group of records of these lengths needs, in the worst case of wrap

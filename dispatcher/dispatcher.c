@@ -290,6 +290,7 @@ fill(struct dispatcher *d, struct slot *sl)
 			d->drained = true;
 			break;
 		}
+		pkey_hint(&d->pk, &rec);        /* the listener's metadata: no second parse */
 		rc = batch_add(&sl->b, rec.data, rec.len, false);
 		if (rc == BATCH_ADDED) {
 			cover(sl, &rec);

@@ -65,6 +65,11 @@
 #define REC_OFF_STATE       0
 #define REC_OFF_LEN         4
 #define REC_OFF_CHECK       12
+#define REC_OFF_RID_OFF     16
+#define REC_OFF_RID_LEN     20
+#define REC_OFF_TYPE        22
+#define REC_OFF_FLAGS       23
+#define REC_OFF_ARRIVAL     24
 
 #define TAG_SIZE   16u          /* writer, seq, len, checksum at the start of a record */
 #define END_WRITER 0xffffffffu  /* a record from this writer tells the reader to stop */
@@ -865,7 +870,7 @@ check_lock_repaired(int recover_first)
 	ring_stats(&r, &after);
 	/* The head moved by exactly the 21 new records: the dead writer's reservation never landed. */
 	{
-		uint64_t want = 32;    /* the 1-byte record */
+		uint64_t want = ring_record_size(1);    /* the 1-byte record */
 
 		for (uint32_t s = 0; s < 20; s++)
 			want += (RING_RECORD_HDR + 64 + s + RING_ALIGN - 1) & ~(uint64_t)(RING_ALIGN - 1);
@@ -1052,26 +1057,29 @@ END_TEST
 
 /* ---- full ring ------------------------------------------------------------ */
 
+/* Payload of the records that fill a 16 KiB ring exactly: 1024 bytes each with the header. */
+#define FILL_LEN (1024 - RING_RECORD_HDR)
+
 START_TEST(test_full_is_immediate_and_counted)
 {
 	struct ring r;
 	struct ring_record rec;
 	struct ring_stats st;
-	uint8_t buf[1008];
+	uint8_t buf[FILL_LEN];
 	struct iovec v[3];
 	uint64_t t0;
 	int n = 0;
 
 	memset(buf, 'f', sizeof(buf));
 	ck_assert_int_eq(ring_create(&r, 16384), 0);
-	while (ring_write(&r, buf, sizeof(buf)) == 0)   /* 1008 + 16 = 1024 bytes each */
+	while (ring_write(&r, buf, sizeof(buf)) == 0)   /* header + payload = 1024 bytes each */
 		n++;
 	ck_assert_int_eq(n, 16);
 	ring_stats(&r, &st);
 	ck_assert_uint_eq(st.rejected_records, 1);
-	ck_assert_uint_eq(st.rejected_bytes, 1008);
+	ck_assert_uint_eq(st.rejected_bytes, FILL_LEN);
 	ck_assert_uint_eq(st.head - st.tail, 16384);
-	ck_assert_int_eq(ring_write(&r, "", 0), -ENOSPC);   /* even 16 bytes do not fit */
+	ck_assert_int_eq(ring_write(&r, "", 0), -ENOSPC);   /* not even a bare header fits */
 
 	/* A group: rejected as a whole, counted per record. */
 	for (int i = 0; i < 3; i++)
@@ -1079,7 +1087,7 @@ START_TEST(test_full_is_immediate_and_counted)
 	ck_assert_int_eq(ring_writev(&r, v, 3), -ENOSPC);
 	ring_stats(&r, &st);
 	ck_assert_uint_eq(st.rejected_records, 1 + 1 + 3);
-	ck_assert_uint_eq(st.rejected_bytes, 1008 + 0 + 30);
+	ck_assert_uint_eq(st.rejected_bytes, FILL_LEN + 0 + 30);
 
 	/* A bounded wait with nobody releasing: -ENOSPC after the timeout, counted once. */
 	t0 = now_mono_ms();
@@ -1093,8 +1101,8 @@ START_TEST(test_full_is_immediate_and_counted)
 	/* Nothing was overwritten. */
 	for (int i = 0; i < 16; i++) {
 		ck_assert_int_eq(ring_peek(&r, &rec), 0);
-		ck_assert_uint_eq(rec.len, 1008);
-		ck_assert(memcmp(rec.data, buf, 1008) == 0);
+		ck_assert_uint_eq(rec.len, FILL_LEN);
+		ck_assert(memcmp(rec.data, buf, FILL_LEN) == 0);
 	}
 	ck_assert_int_eq(ring_peek(&r, &rec), -EAGAIN);
 	ring_close(&r);
@@ -1110,7 +1118,7 @@ static void
 waiting_writer_main(void *arg)
 {
 	struct waiter_args *a = arg;
-	uint8_t buf[1008];
+	uint8_t buf[FILL_LEN];
 	struct iovec v = { .iov_base = buf, .iov_len = sizeof(buf) };
 	char c = 'W';
 	int rc;
@@ -1129,7 +1137,7 @@ START_TEST(test_full_wait_then_success)
 	struct ring_record rec;
 	struct ring_stats st;
 	struct waiter_args a = { .r = &r };
-	uint8_t buf[1008];
+	uint8_t buf[FILL_LEN];
 	char c = 0;
 	int p[2];
 	pid_t pid;
@@ -1181,7 +1189,7 @@ START_TEST(test_full_wait_cancelled)
 	struct ring r;
 	struct ring_stats st;
 	struct iovec v;
-	uint8_t buf[1008];
+	uint8_t buf[FILL_LEN];
 	_Atomic int cancel = 1;
 	struct cancel_args a = { .r = &r, .cancel = &cancel };
 	pthread_t t;
@@ -1406,7 +1414,7 @@ START_TEST(test_corrupt_record)
 		ck_assert_msg(ring_peek(&r, &rec) == -EBADMSG, "not detected: %s", cases[i].what);
 		ck_assert_msg(ring_reader_arm(&r), "arm must not sleep on: %s", cases[i].what);
 		dropped = ring_skip_corrupt(&r);
-		ck_assert_uint_eq(dropped, 2 * 128);
+		ck_assert_uint_eq(dropped, 2 * ring_record_size(100));
 		ck_assert(ring_empty(&r));
 		ck_assert_int_eq(ring_peek(&r, &rec), -EAGAIN);
 		/* The ring carries on. */
@@ -1431,7 +1439,7 @@ START_TEST(test_corrupt_record)
 		poke32(h, REC_OFF_LEN, len);
 		poke32(h, REC_OFF_CHECK, ~len);
 		ck_assert_int_eq(ring_peek(&r, &rec), -EBADMSG);
-		ck_assert_uint_eq(ring_skip_corrupt(&r), 128);
+		ck_assert_uint_eq(ring_skip_corrupt(&r), ring_record_size(100));
 	}
 	/* A pad record that does not reach the end of the buffer. */
 	{
@@ -1441,7 +1449,7 @@ START_TEST(test_corrupt_record)
 		h = r.data + ring_cursor(&r) % r.capacity;
 		poke32(h, REC_OFF_STATE, 3);
 		ck_assert_int_eq(ring_peek(&r, &rec), -EBADMSG);
-		ck_assert_uint_eq(ring_skip_corrupt(&r), 128);
+		ck_assert_uint_eq(ring_skip_corrupt(&r), ring_record_size(100));
 	}
 	ring_stats(&r, &st);
 	ck_assert_uint_ge(st.corrupt_detected, 7);
@@ -1724,6 +1732,110 @@ START_TEST(test_scribbled_lock_bounded)
 }
 END_TEST
 
+/* ---- per-record metadata ------------------------------------------------------ */
+
+/*
+ * The writer's metadata comes back on peek, at the documented offsets; a span that
+ * does not fit its record is stored as none; a span rewritten in shared memory after
+ * the commit is dropped on peek, never handed out.
+ */
+START_TEST(test_metadata)
+{
+	struct ring r;
+	struct ring_record rec;
+	const char *ev = "{\"type\":\"platform.start\",\"record\":{\"requestId\":\"abc-123\"}}";
+	struct iovec v[4];
+	struct ring_meta m[4] = {
+		{ 0, 0, 2, 0 },                         /* span filled in below */
+		{ 50, 20, 7, 0 },                       /* past the end of its record */
+		{ 0, RING_RID_MAX + 1, 7, 0 },          /* longer than any requestId */
+		{ 0, 0, 8, 0 },                         /* no requestId */
+	};
+	uint64_t t0, t1;
+	const uint8_t *h;
+
+	ck_assert_int_eq(ring_create(&r, 8192), 0);
+	m[0].rid_off = (uint32_t)(strstr(ev, "abc-123") - ev);
+	m[0].rid_len = 7;
+	for (int i = 0; i < 4; i++)
+		v[i] = (struct iovec){ (void *)(uintptr_t)ev, i == 1 ? 60 : strlen(ev) };
+	t0 = now_mono_ms();
+	ck_assert_int_eq(ring_writev_meta_wait(&r, v, m, 4, 100, NULL), 0);
+	t1 = now_mono_ms();
+	ck_assert_int_eq(ring_write(&r, ev, strlen(ev)), 0);
+
+	ck_assert_int_eq(ring_peek(&r, &rec), 0);
+	h = rec.data - RING_RECORD_HDR;
+	ck_assert_uint_eq(rec.meta.flags, RING_META_VALID | RING_META_ARRIVAL);
+	ck_assert_uint_eq(rec.meta.type, 2);
+	ck_assert_uint_eq(rec.meta.rid_len, 7);
+	ck_assert(memcmp(rec.data + rec.meta.rid_off, "abc-123", 7) == 0);
+	ck_assert_uint_ge(rec.arrival_ms, t0 - ring_created_ms(&r));
+	ck_assert_uint_le(rec.arrival_ms, t1 - ring_created_ms(&r));
+	/* The documented layout. */
+	ck_assert_uint_eq(*(const uint32_t *)(const void *)(h + REC_OFF_RID_OFF), rec.meta.rid_off);
+	ck_assert_uint_eq(*(const uint16_t *)(const void *)(h + REC_OFF_RID_LEN), 7);
+	ck_assert_uint_eq(h[REC_OFF_TYPE], 2);
+	ck_assert_uint_eq(h[REC_OFF_FLAGS], RING_META_VALID | RING_META_ARRIVAL);
+	ck_assert_uint_eq(*(const uint32_t *)(const void *)(h + REC_OFF_ARRIVAL), rec.arrival_ms);
+
+	for (int i = 1; i < 3; i++) {
+		ck_assert_int_eq(ring_peek(&r, &rec), 0);
+		ck_assert_uint_eq(rec.meta.flags, RING_META_ARRIVAL);      /* span refused: no metadata */
+		ck_assert_uint_eq(rec.meta.rid_len, 0);
+	}
+	ck_assert_int_eq(ring_peek(&r, &rec), 0);
+	ck_assert_uint_eq(rec.meta.flags, RING_META_VALID | RING_META_ARRIVAL);
+	ck_assert_uint_eq(rec.meta.type, 8);
+	ck_assert_uint_eq(rec.meta.rid_len, 0);
+	ck_assert_int_eq(ring_peek(&r, &rec), 0);
+	ck_assert_uint_eq(rec.meta.flags, 0);                           /* plain ring_write */
+	ck_assert_int_eq(ring_release(&r, rec.next), 0);
+
+	/* Rewritten after the commit (hostile shared memory): dropped on peek. */
+	ck_assert_int_eq(ring_writev_meta_wait(&r, v, m, 1, 100, NULL), 0);
+	poke32(r.data + ring_cursor(&r) % r.capacity, REC_OFF_RID_OFF, 0xfffffff0u);
+	ck_assert_int_eq(ring_peek(&r, &rec), 0);
+	ck_assert_uint_eq(rec.meta.flags & RING_META_VALID, 0);
+	ck_assert_uint_eq(rec.meta.rid_off, 0);
+	ck_assert_int_eq(ring_release(&r, rec.next), 0);
+	ring_close(&r);
+}
+END_TEST
+
+/* A PAD in the last RING_ALIGN bytes (less than a record header) fits and is skipped. */
+START_TEST(test_pad_smaller_than_header)
+{
+	struct ring r;
+	struct ring_record rec;
+	uint8_t buf[64];
+	uint32_t n = 0;
+
+	memset(buf, 'p', sizeof(buf));
+	ck_assert_int_eq(ring_create(&r, 4096), 0);
+	ck_assert_uint_eq(ring_record_size(16) % RING_ALIGN, 0);
+	/* Records of 48 bytes: 85 of them leave exactly 16 bytes at the end. */
+	while (ring_cursor(&r) + ring_record_size(16) <= r.capacity - RING_ALIGN) {
+		ck_assert_int_eq(ring_write(&r, buf, 16), 0);
+		ck_assert_int_eq(ring_peek(&r, &rec), 0);
+		ck_assert_int_eq(ring_release(&r, rec.next), 0);
+		n++;
+	}
+	ck_assert_uint_eq(r.capacity - ring_cursor(&r), RING_ALIGN);
+	for (int i = 0; i < 3; i++) {
+		buf[0] = (uint8_t)i;
+		ck_assert_int_eq(ring_write(&r, buf, 40), 0);
+		ck_assert_int_eq(ring_peek(&r, &rec), 0);
+		ck_assert_uint_eq(rec.len, 40);
+		ck_assert_uint_eq(rec.data[0], (uint8_t)i);
+		ck_assert_int_eq(ring_release(&r, rec.next), 0);
+	}
+	ck_assert_uint_gt(n, 0);
+	ck_assert_int_eq(ring_check(&r), 0);
+	ring_close(&r);
+}
+END_TEST
+
 /* ring_check and ring_stats on a busy ring: never a false alarm, never head < tail. */
 /* Records peeked before a corruption stay unreleased (in flight) until released. */
 START_TEST(test_skip_corrupt_keeps_peeked)
@@ -1743,7 +1855,7 @@ START_TEST(test_skip_corrupt_keeps_peeked)
 	h = r.data + ring_cursor(&r) % r.capacity;
 	poke32(h, REC_OFF_CHECK, 12345);
 	ck_assert_int_eq(ring_peek(&r, &rec), -EBADMSG);
-	ck_assert_uint_eq(ring_skip_corrupt(&r), 32);
+	ck_assert_uint_eq(ring_skip_corrupt(&r), ring_record_size(16));
 	/* The two peeked records are still held: writers cannot reuse their space yet. */
 	ck_assert_uint_eq(ring_tail(&r), a.pos);
 	ck_assert(memcmp(a.data, buf, 16) == 0 && memcmp(b.data, buf, 16) == 0);
@@ -1960,6 +2072,8 @@ ring_suite(void)
 	tcase_add_test(tc, test_scribbler_child);
 	tcase_add_test(tc, test_scribbler_reader_dead);
 	tcase_add_test(tc, test_scribbled_lock_bounded);
+	tcase_add_test(tc, test_metadata);
+	tcase_add_test(tc, test_pad_smaller_than_header);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("wakeups");
