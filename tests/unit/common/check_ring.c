@@ -1743,7 +1743,7 @@ START_TEST(test_metadata)
 {
 	struct ring r;
 	struct ring_record rec;
-	const char *ev = "{\"type\":\"platform.start\",\"record\":{\"requestId\":\"abc-123\"}}";
+	char ev[128] = "{\"type\":\"platform.start\",\"record\":{\"requestId\":\"abc-123\"}}";
 	struct iovec v[4];
 	struct ring_meta m[4] = {
 		{ 0, 0, 2, 0 },                         /* span filled in below */
@@ -1758,7 +1758,7 @@ START_TEST(test_metadata)
 	m[0].rid_off = (uint32_t)(strstr(ev, "abc-123") - ev);
 	m[0].rid_len = 7;
 	for (int i = 0; i < 4; i++)
-		v[i] = (struct iovec){ (void *)(uintptr_t)ev, i == 1 ? 60 : strlen(ev) };
+		v[i] = (struct iovec){ ev, i == 1 ? 60 : strlen(ev) };   /* [1]: 60 < 50 + 20 */
 	t0 = now_mono_ms();
 	ck_assert_int_eq(ring_writev_meta_wait(&r, v, m, 4, 100, NULL), 0);
 	t1 = now_mono_ms();
