@@ -123,7 +123,10 @@ corrupt=$(sed -nE 's/.*ring corruption: ([0-9]+) record\(s\) dropped.*/\1/p' "$T
 # Missing ids: at most what the extension said it dropped (and left unsent).
 check_stream scr event --allow-missing $((corrupt + unsent)) --max-duplicate-records 1000
 reported=$(cj 'j.dropped.ringCorrupt || 0')
-[ "$reported" -eq "$corrupt" ] ||
+# In the stream too; the last summary may be among what the SHUTDOWN deadline left unsent.
+[ "$reported" -gt 0 ] && [ "$reported" -le "$corrupt" ] ||
+	fail "extension.kte.dropped reported ringCorrupt $reported, the shutdown account $corrupt"
+[ "$unsent" -gt 0 ] || [ "$reported" -eq "$corrupt" ] ||
 	fail "extension.kte.dropped reported ringCorrupt $reported, the shutdown account $corrupt"
 # Every id of an invocation after the last scribble's arrived.
 first=${after[-1]}
@@ -142,7 +145,9 @@ missing_late=$(node -e '
 		if (inv >= first && !seen.has(id)) n++;
 	}
 	console.log(n);' "$T/$RUN.ids" "$T/$RUN.records.jsonl" "$first")
-[ "$missing_late" -eq 0 ] || fail "$missing_late id(s) of invocations >= $first missing"
+# (Only what the extension itself reported unsent at the SHUTDOWN deadline may be missing there.)
+[ "$missing_late" -le "$unsent" ] ||
+	fail "$missing_late id(s) of invocations >= $first missing ($unsent reported unsent)"
 note "ring corruption dropped $corrupt record(s) (reported ringCorrupt $reported); $(cj 'j.missing') id(s)" \
-	"missing of $(cj 'j.emitted'); none from invocation $first on"
+	"missing of $(cj 'j.emitted'); $missing_late from invocation $first on ($unsent reported unsent)"
 pass "three scribbles on the running ring: the controller survived, the loss was counted, shipping continued"
