@@ -80,8 +80,11 @@ struct ring_header {
 
 /* Positions beyond this are taken as scribbled: 2^62 bytes is centuries of writing. */
 #define POS_LIMIT (1ull << 62)
-/* Supervisor and reader wait at most this long for the writers' lock (held for a few stores). */
-#define LOCK_BOUND_MS 1000
+/*
+ * Supervisor and reader wait at most this long for the writers' lock: a writer holds it
+ * for a few stores, so only a stopped holder or a lock that is no lock any more lasts it.
+ */
+#define LOCK_BOUND_MS 5000
 
 /*
  * One load of a header word another process may be rewriting: the value checked is
