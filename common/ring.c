@@ -33,7 +33,7 @@ struct rec_hdr {
 	uint32_t check;         /* ~len: a corrupted length is detected, not followed */
 	uint64_t meta;          /* struct ring_meta: rid_off, rid_len, type, flags (one load) */
 	uint32_t arrival_ms;    /* ms after created_ms */
-	uint32_t reserved;
+	uint32_t pos_lo;        /* low 32 bits of its own position: a header left from an earlier lap fails */
 };
 
 _Static_assert(sizeof(struct rec_hdr) == RING_RECORD_HDR, "record header size");
@@ -534,6 +534,7 @@ ring_writev_once(struct ring *r, const struct iovec *recs, const struct ring_met
 		rh->len = (uint32_t)recs[i].iov_len;
 		rh->pid = pid;
 		rh->check = ~rh->len;
+		rh->pos_lo = (uint32_t)pos;
 		atomic_store_explicit(&rh->state, REC_RESERVED, memory_order_relaxed);
 		pos += ring_record_size(recs[i].iov_len);
 	}
@@ -651,6 +652,9 @@ rec_inspect(const struct ring *r, uint64_t pos, uint64_t head, uint32_t *state, 
 
 	st = atomic_load_explicit(&rh->state, memory_order_acquire);
 	l = ld32(&rh->len);
+	/* A record's header says where it is (PADs, 16 bytes, have no room to): stale laps fail. */
+	if (st != REC_PAD && ld32(&rh->pos_lo) != (uint32_t)pos)
+		return -EBADMSG;
 	if (st == REC_RESERVED) {
 		*state = st;
 		return 0;
@@ -858,14 +862,43 @@ rec_still_valid(const struct ring *r, uint64_t pos, uint32_t *state, uint64_t *s
 	uint32_t st = atomic_load_explicit(&rh->state, memory_order_relaxed), l = ld32(&rh->len);
 	uint64_t sz = rec_size(st, l);
 
-	if (ld32(&rh->check) != ~l || sz % RING_ALIGN != 0 || (st != REC_COMMITTED && st != REC_PAD && st != REC_ABANDONED) ||
-	    (st != REC_PAD && l > r->max_record) || pos % r->capacity + sz > r->capacity ||
+	if (st != REC_COMMITTED && st != REC_PAD && st != REC_ABANDONED)
+		return false;
+	if (ld32(&rh->check) != ~l || sz % RING_ALIGN != 0 || pos % r->capacity + sz > r->capacity ||
 	    pos + sz > r->rd)
+		return false;
+	if (st != REC_PAD && (ld32(&rh->pos_lo) != (uint32_t)pos || l > r->max_record))
 		return false;
 	*state = st;
 	*size = sz;
 	*len = l;
 	return true;
+}
+
+/*
+ * Committed records in [from, to) (to <= the cursor), skipping the corrupted span, by
+ * their headers. Returns false if one of them no longer validates.
+ */
+static bool
+count_span(const struct ring *r, uint64_t from, uint64_t to, uint64_t *records, uint64_t *bytes)
+{
+	uint64_t pos, size;
+	uint32_t st, len;
+
+	*records = *bytes = 0;
+	for (pos = from; pos < to; pos += size) {
+		if (pos == r->skip_from && r->skip_from != r->skip_to) {
+			size = r->skip_to - pos;        /* a corrupted span: its headers are not to be read */
+			continue;
+		}
+		if (!rec_still_valid(r, pos, &st, &size, &len))
+			return false;
+		if (st == REC_COMMITTED) {
+			(*records)++;
+			*bytes += len;
+		}
+	}
+	return pos == to;
 }
 
 int
@@ -903,9 +936,14 @@ ring_release(struct ring *r, uint64_t upto)
 	if (sound && pos != upto)
 		return -EINVAL;
 	if (!sound) {
+		uint64_t after, after_bytes;
+
 		atomic_fetch_add_explicit(&h->corrupt_detected, 1, memory_order_relaxed);
+		/* Exact if the peeked records after upto are intact: all peeked, less those. */
 		if (upto == r->rd)
-			records = r->rd_records;        /* exact: every record peeked goes */
+			records = r->rd_records;
+		else if (count_span(r, upto, r->rd, &after, &after_bytes))
+			records = sat_sub(r->rd_records, after);
 	}
 	if (r->skip_from != r->skip_to && upto >= r->skip_from) {
 		/* Released up to (or past) the corrupted span: it goes too. */
@@ -1013,7 +1051,8 @@ ring_recover(struct ring *r, pid_t dead_pid)
 			/* Reserved records were validated by their writer; check before trusting. */
 			len = ld32(&rh->len);
 			size = ring_record_size(len);
-			if (ld32(&rh->check) != ~len || len > r->max_record || pos % r->capacity + size > r->capacity ||
+			if (ld32(&rh->check) != ~len || ld32(&rh->pos_lo) != (uint32_t)pos || len > r->max_record ||
+			    pos % r->capacity + size > r->capacity ||
 			    pos + size > head)
 				break;
 			if (rh->pid == (uint32_t)dead_pid) {

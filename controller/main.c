@@ -485,7 +485,7 @@ controller_report(struct controller *c)
 
 	ring_stats(&c->ring, &st);
 	/* Records a dead writer never committed are not events: Lambda retried those batches. */
-	pending = st.written_records - st.released_records;
+	pending = st.written_records > st.released_records ? st.written_records - st.released_records : 0;
 	pending = pending > st.abandoned_records ? pending - st.abandoned_records : 0;
 	/* Records dropped by a corruption repair are no longer in the ring either. */
 	pending = pending > st.corrupt_records ? pending - st.corrupt_records : 0;

@@ -1469,13 +1469,15 @@ END_TEST
 
 enum scribble {
 	SCR_HEAD_BEYOND_CAPACITY, SCR_TAIL_BEYOND_HEAD, SCR_TAIL_CAP4_HEAD_CAP64, SCR_LEN_AFTER_PEEK,
-	SCR_LEN_HUGE, SCR_CHECK_WRONG, SCR_RANDOM_HEADER, SCR_DIE_HOLDING_LOCK, SCR_KINDS
+	SCR_LEN_HUGE, SCR_CHECK_WRONG, SCR_RANDOM_HEADER, SCR_DIE_HOLDING_LOCK, SCR_HEAD_OVER_STALE_LAP,
+	SCR_KINDS
 };
 
 static const char *const scribble_name[SCR_KINDS] = {
 	"head beyond capacity", "tail beyond head", "tail = capacity - 4, head = capacity + 64",
 	"record length rewritten after peek", "record length huge", "check field wrong",
 	"random bytes over the header fields", "writer dying mid-scribble",
+	"head moved half a ring on, over valid records of the previous lap",
 };
 
 /* A PROT_NONE page right after the mapping, so a read past it faults (if the address is free). */
@@ -1532,6 +1534,10 @@ scribble(struct ring *r, enum scribble p, uint64_t peeked, uint64_t seed)
 			_exit(3);
 		poke64(h, HDR_OFF_HEAD, head * 7 + 3);
 		raise(SIGKILL);
+		break;
+	case SCR_HEAD_OVER_STALE_LAP:
+		/* Plausible (aligned, within a ring of the tail): only the records there can tell. */
+		poke64(h, HDR_OFF_HEAD, head + r->capacity / 2);
 		break;
 	case SCR_KINDS:
 		break;
@@ -1624,7 +1630,8 @@ START_TEST(test_scribbler_child)
 			ck_assert_int_eq(waitpid(child, &status, 0), child);
 
 			/* The supervisor after the child died: check, then recover; neither may crash. */
-			if (p != SCR_LEN_AFTER_PEEK && p != SCR_LEN_HUGE && p != SCR_CHECK_WRONG)
+			if (p != SCR_LEN_AFTER_PEEK && p != SCR_LEN_HUGE && p != SCR_CHECK_WRONG &&
+			    p != SCR_HEAD_OVER_STALE_LAP)
 				ck_assert_msg(ring_check(&r) == -EPROTO, "ring_check missed: %s",
 				    scribble_name[p]);
 			ck_assert_uint_eq(ring_recover(&r, child), 0);
@@ -1712,6 +1719,64 @@ START_TEST(test_scribbler_reader_dead)
 	ck_assert_int_eq(waitpid(reader, &status, 0), reader);
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	ck_assert(ring_empty(&r));
+	ring_close(&r);
+}
+END_TEST
+
+/*
+ * A head moved forward within a ring is plausible; what lies there are records of the
+ * previous lap, valid in every other respect. Each header carries its own position, so
+ * they are found stale and never delivered again.
+ */
+START_TEST(test_stale_lap_not_delivered)
+{
+	struct ring r;
+	struct ring_record rec;
+	struct ring_stats st;
+	uint8_t buf[512 - RING_RECORD_HDR];
+	uint64_t delivered = 0;
+	int steps, status;
+	pid_t child;
+
+	ck_assert_int_eq(ring_create(&r, SCR_CAPACITY), 0);
+	/* A lap and a half of 512-byte records: the second half of the ring holds the first lap's. */
+	for (uint32_t i = 0; i < SCR_CAPACITY / 512 * 3 / 2; i++) {
+		rec_fill(buf, 1, i, sizeof(buf));
+		ck_assert_int_eq(ring_write(&r, buf, sizeof(buf)), 0);
+		ck_assert_int_eq(ring_peek(&r, &rec), 0);
+		ck_assert_int_eq(ring_release(&r, rec.next), 0);
+	}
+	for (uint32_t i = 0; i < 5; i++) {
+		rec_fill(buf, 2, i, sizeof(buf));
+		ck_assert_int_eq(ring_write(&r, buf, sizeof(buf)), 0);
+	}
+	child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		poke64(r.hdr, HDR_OFF_HEAD, peek64(r.hdr, HDR_OFF_HEAD) + 16 * 512);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(child, &status, 0), child);
+	ck_assert_int_eq(ring_check(&r), 0);            /* plausible positions */
+	for (steps = 0; steps < SCR_STEPS; steps++) {
+		int rc = ring_peek(&r, &rec);
+		uint32_t w, sq;
+
+		if (rc == 0) {
+			ck_assert_int_eq(rec_verify(rec.data, rec.len, &w, &sq), 0);
+			ck_assert_msg(w == 2, "a record of the previous lap delivered again (writer %u seq %u)", w, sq);
+			delivered++;
+		} else if (rc == -EBADMSG)
+			(void)ring_skip_corrupt(&r);
+		else
+			break;
+	}
+	ck_assert_uint_eq(delivered, 5);
+	ck_assert_int_eq(ring_release(&r, ring_cursor(&r)), 0);
+	ring_stats(&r, &st);
+	ck_assert_uint_ge(st.corrupt_detected, 1);
+	ck_assert_uint_eq(st.written_records, st.released_records + st.corrupt_records);
+	ring_carries_on(&r, 3);
 	ring_close(&r);
 }
 END_TEST
@@ -2072,6 +2137,7 @@ ring_suite(void)
 	tcase_add_test(tc, test_scribbler_child);
 	tcase_add_test(tc, test_scribbler_reader_dead);
 	tcase_add_test(tc, test_scribbled_lock_bounded);
+	tcase_add_test(tc, test_stale_lap_not_delivered);
 	tcase_add_test(tc, test_metadata);
 	tcase_add_test(tc, test_pad_smaller_than_header);
 	suite_add_tcase(s, tc);
