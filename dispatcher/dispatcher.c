@@ -52,8 +52,9 @@ struct slot {
 	uint64_t end;
 	/*
 	 * For the arrival -> acknowledgement latency (common/latency.h): mono ms the batch's
-	 * first event arrived (today: when the dispatcher took it from the ring; the ring's
-	 * per-record arrival stamp replaces it), and the events of it Kinesis acknowledged.
+	 * first event arrived (the ring record's arrival stamp, written by the listener; when
+	 * the dispatcher took it from the ring for records without one), and the events of it
+	 * Kinesis acknowledged.
 	 */
 	uint64_t arrival_ms;
 	uint64_t acked;
@@ -348,6 +349,10 @@ fill(struct dispatcher *d, struct slot *sl)
 		}
 		if (!d->restored && is_restore_start(&rec))
 			on_restore(d, "platform.restoreStart");
+		pkey_hint(&d->pk, &rec);        /* the listener's metadata: no second parse */
+		if (!sl->ring && (rec.meta.flags & RING_META_ARRIVAL) &&
+		    ring_created_ms(d->ring) + rec.arrival_ms <= sl->arrival_ms)
+			sl->arrival_ms = ring_created_ms(d->ring) + rec.arrival_ms;
 		rc = batch_add(&sl->b, rec.data, rec.len, false);
 		if (rc == BATCH_ADDED) {
 			cover(sl, &rec);
@@ -618,8 +623,10 @@ count_unreleased(struct dispatcher *d, uint64_t *events, uint64_t *bytes)
 	struct ring_stats st;
 
 	ring_stats(d->ring, &st);
-	*events = st.written_records - st.released_records;
+	*events = st.written_records > st.released_records ? st.written_records - st.released_records : 0;
 	*events = *events > st.abandoned_records ? *events - st.abandoned_records : 0;
+	/* Records dropped by a corruption repair are no longer in the ring either. */
+	*events = *events > st.corrupt_records ? *events - st.corrupt_records : 0;
 	*bytes = st.written_bytes > st.released_bytes ? st.written_bytes - st.released_bytes : 0;
 	if (*events == 0)
 		*bytes = 0;
