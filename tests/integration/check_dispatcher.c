@@ -5,6 +5,12 @@
  * the ring and checks what the sink accepted: nothing lost, nothing twice except what
  * was in flight when a failure struck, ring space released only after acceptance,
  * flushes answered, the circuit breaker, the shutdown deadline, restarts, signatures.
+ *
+ * The sink runs in its own process (forked before anything starts a thread) and records
+ * what it accepted in shared memory: the test process stays single-threaded, so the
+ * dispatcher it forks never inherits a lock held by another thread (under ASan a sink
+ * thread inside malloc at fork time left the child blocked forever on the allocator's
+ * lock).
  */
 #include <check.h>
 #include <errno.h>
@@ -31,6 +37,7 @@
 #include "notify.h"
 
 #define MAX_ACCEPTED 200000
+#define ARENA_BYTES (512u << 20)   /* shared, reserved lazily: accepted data and script state */
 
 struct accepted {
 	char *data;
@@ -44,18 +51,14 @@ struct harness;
 typedef void (*script_fn)(struct harness *h, const struct sink_request *req, unsigned n, uint8_t *failed,
     struct sink_reply *rep, bool *record_anyway);
 
-struct harness {
-	struct kte_config cfg;
-	struct ring ring;
-	struct control *ctl;
-	struct control_fds fds;
-	pid_t pid;
-	struct sink *sink;
-	uint16_t port;
-	char endpoint[64];
+/* What the sink process writes and the test reads: in shared memory. */
+struct shared {
+	_Atomic uint64_t requests;          /* requests the sink received */
+	char *arena;                        /* shared bump allocator, ARENA_BYTES */
+	size_t arena_used;
 	script_fn script;
-	void *script_ctx;
-	pthread_mutex_t lock;
+	void *script_ctx;                   /* in the arena (h_shared) */
+	pthread_mutex_t lock;               /* process-shared */
 	pthread_cond_t cond;
 	struct accepted *acc;
 	size_t nacc;
@@ -65,6 +68,19 @@ struct harness {
 	/* the body records of each request (first 64 requests): their first seq numbers */
 	unsigned req_nrec[64];
 	long req_seq[64][8];
+};
+
+struct harness {
+	struct kte_config cfg;
+	struct ring ring;
+	struct control *ctl;
+	struct control_fds fds;
+	pid_t pid;
+	pid_t sink_pid;                     /* the sink process */
+	int sink_fd;                        /* its listening socket (closed here once it runs) */
+	uint16_t port;
+	char endpoint[64];
+	struct shared *sh;
 	const char *vars[32];
 	int nvars;
 };
@@ -89,6 +105,42 @@ seq_of(const char *data, size_t len)
 	return p == NULL ? -1 : strtol(p + 6, NULL, 10);
 }
 
+/* Bump-allocates n zeroed bytes of shared memory; h->sh->lock held. NULL when the arena is full. */
+static void *
+h_alloc_locked(struct harness *h, size_t n)
+{
+	void *p;
+
+	n = (n + 15) & ~(size_t)15;
+	if (h->sh->arena_used + n > ARENA_BYTES)
+		return NULL;
+	p = h->sh->arena + h->sh->arena_used;
+	h->sh->arena_used += n;
+	return p;
+}
+
+/* Shared memory for a script's state: both the sink process and the test see it. */
+static void *
+h_shared(struct harness *h, size_t n)
+{
+	void *p;
+
+	pthread_mutex_lock(&h->sh->lock);
+	p = h_alloc_locked(h, n);
+	pthread_mutex_unlock(&h->sh->lock);
+	ck_assert_ptr_nonnull(p);
+	return p;
+}
+
+static void *
+shared_map(size_t n)
+{
+	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	return p;
+}
+
 static void
 h_handler(void *ctx, const struct sink_request *req, struct sink_reply *rep)
 {
@@ -100,6 +152,7 @@ h_handler(void *ctx, const struct sink_request *req, struct sink_reply *rep)
 	struct ring_stats st;
 	char *text;
 
+	atomic_fetch_add(&h->sh->requests, 1);
 	text = strndup(req->body, req->body_len);
 	root = json_tokener_parse(text);
 	free(text);
@@ -108,17 +161,17 @@ h_handler(void *ctx, const struct sink_request *req, struct sink_reply *rep)
 	    strcmp(req->content_type, "application/x-amz-json-1.1") != 0) {
 		rep->status = 400;
 		rep->body = "{\"__type\":\"SerializationException\"}";
-		pthread_mutex_lock(&h->lock);
-		snprintf(h->last_error, sizeof(h->last_error), "bad request: target %s", req->target);
-		pthread_mutex_unlock(&h->lock);
+		pthread_mutex_lock(&h->sh->lock);
+		snprintf(h->sh->last_error, sizeof(h->sh->last_error), "bad request: target %s", req->target);
+		pthread_mutex_unlock(&h->sh->lock);
 		goto out;
 	}
 	n = (unsigned)json_object_array_length(recs);
 	ring_stats(&h->ring, &st);
-	pthread_mutex_lock(&h->lock);
-	if (h->nreq < 64) {
-		h->released_at_request[h->nreq] = st.released_records;
-		h->req_nrec[h->nreq] = n;
+	pthread_mutex_lock(&h->sh->lock);
+	if (h->sh->nreq < 64) {
+		h->sh->released_at_request[h->sh->nreq] = st.released_records;
+		h->sh->req_nrec[h->sh->nreq] = n;
 		for (unsigned i = 0; i < n && i < 8; i++) {
 			json_object *d;
 			const char *s;
@@ -128,22 +181,22 @@ h_handler(void *ctx, const struct sink_request *req, struct sink_reply *rep)
 			json_object_object_get_ex(json_object_array_get_idx(recs, i), "Data", &d);
 			s = json_object_get_string(d);
 			dl = strlen(s) < 4000 ? base64_decode(s, strlen(s) < 4000 ? strlen(s) : 0, tmp) : -1;
-			h->req_seq[h->nreq][i] = dl > 0 ? seq_of(tmp, (size_t)dl) : -2;
+			h->sh->req_seq[h->sh->nreq][i] = dl > 0 ? seq_of(tmp, (size_t)dl) : -2;
 		}
 	}
-	h->nreq++;
-	pthread_mutex_unlock(&h->lock);
-	if (h->script != NULL)
-		h->script(h, req, n, failed, rep, &record_anyway);
+	h->sh->nreq++;
+	pthread_mutex_unlock(&h->sh->lock);
+	if (h->sh->script != NULL)
+		h->sh->script(h, req, n, failed, rep, &record_anyway);
 	if (rep->drop || (rep->status != 0 && rep->status != 200)) {
 		if (!record_anyway)
 			goto out;
 	} else if (rep->body == NULL && rep->body_alloc == NULL)
 		rep->body_alloc = sink_putrecords_reply(n, failed, NULL);
-	pthread_mutex_lock(&h->lock);
-	for (unsigned i = 0; i < n && h->nacc < MAX_ACCEPTED; i++) {
+	pthread_mutex_lock(&h->sh->lock);
+	for (unsigned i = 0; i < n && h->sh->nacc < MAX_ACCEPTED; i++) {
 		json_object *r = json_object_array_get_idx(recs, i), *d, *k;
-		struct accepted *a = &h->acc[h->nacc];
+		struct accepted *a = &h->sh->acc[h->sh->nacc];
 		const char *s;
 		ssize_t dl;
 
@@ -152,16 +205,18 @@ h_handler(void *ctx, const struct sink_request *req, struct sink_reply *rep)
 		json_object_object_get_ex(r, "Data", &d);
 		json_object_object_get_ex(r, "PartitionKey", &k);
 		s = json_object_get_string(d);
-		a->data = malloc(base64_decoded_max(strlen(s)) + 1);
+		a->data = h_alloc_locked(h, base64_decoded_max(strlen(s)) + 1);
+		if (a->data == NULL)
+			break;
 		dl = base64_decode(s, strlen(s), a->data);
 		a->len = dl > 0 ? (size_t)dl : 0;
 		a->data[a->len] = '\0';
 		snprintf(a->key, sizeof(a->key), "%s", json_object_get_string(k));
 		a->request = req->seq;
-		h->nacc++;
+		h->sh->nacc++;
 	}
-	pthread_cond_broadcast(&h->cond);
-	pthread_mutex_unlock(&h->lock);
+	pthread_cond_broadcast(&h->sh->cond);
+	pthread_mutex_unlock(&h->sh->lock);
 out:
 	if (root != NULL)
 		json_object_put(root);
@@ -185,13 +240,23 @@ static struct harness *
 h_new(const char *const *vars)
 {
 	struct harness *h = calloc(1, sizeof(*h));
+	pthread_mutexattr_t ma;
+	pthread_condattr_t ca;
 	char err[256];
 
-	pthread_mutex_init(&h->lock, NULL);
-	pthread_cond_init(&h->cond, NULL);
-	h->acc = calloc(MAX_ACCEPTED, sizeof(*h->acc));
-	h->sink = sink_start(h_handler, h, &h->port);
-	ck_assert_ptr_nonnull(h->sink);
+	h->sh = shared_map(sizeof(*h->sh));
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+	pthread_mutex_init(&h->sh->lock, &ma);
+	pthread_mutexattr_destroy(&ma);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setpshared(&ca, PTHREAD_PROCESS_SHARED);
+	pthread_cond_init(&h->sh->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	h->sh->acc = shared_map(MAX_ACCEPTED * sizeof(*h->sh->acc));
+	h->sh->arena = shared_map(ARENA_BYTES);
+	h->sink_fd = sink_listen(&h->port);
+	ck_assert_int_ge(h->sink_fd, 0);
 	snprintf(h->endpoint, sizeof(h->endpoint), "KTE_KINESIS_ENDPOINT=http://127.0.0.1:%u/", h->port);
 	h->vars[h->nvars++] = "KTE_STREAM_NAME=test-stream";
 	h->vars[h->nvars++] = "AWS_REGION=us-east-1";
@@ -208,6 +273,15 @@ h_new(const char *const *vars)
 	ck_assert_int_eq(ring_create(&h->ring, h->cfg.ring_bytes), 0);
 	h->ctl = control_new(&h->fds);
 	ck_assert_ptr_nonnull(h->ctl);
+	/* The sink serves from its own process, which may start threads; this one never does. */
+	h->sink_pid = fork();
+	ck_assert_int_ge(h->sink_pid, 0);
+	if (h->sink_pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		sink_serve(h->sink_fd, h_handler, h);
+	}
+	close(h->sink_fd);
+	h->sink_fd = -1;
 	return h;
 }
 
@@ -228,12 +302,13 @@ static void
 h_free(struct harness *h)
 {
 	h_stop_dispatcher(h);
-	sink_stop(h->sink);
-	for (size_t i = 0; i < h->nacc; i++)
-		free(h->acc[i].data);
-	free(h->acc);
+	kill(h->sink_pid, SIGKILL);
+	waitpid(h->sink_pid, NULL, 0);
 	control_free(h->ctl, &h->fds);
 	ring_close(&h->ring);
+	munmap(h->sh->arena, ARENA_BYTES);
+	munmap(h->sh->acc, MAX_ACCEPTED * sizeof(*h->sh->acc));
+	munmap(h->sh, sizeof(*h->sh));
 	free(h);
 }
 
@@ -286,11 +361,11 @@ h_wait_accepted(struct harness *h, size_t n, int timeout_ms)
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000L;
 	}
-	pthread_mutex_lock(&h->lock);
-	while (h->nacc < n && pthread_cond_timedwait(&h->cond, &h->lock, &ts) == 0)
+	pthread_mutex_lock(&h->sh->lock);
+	while (h->sh->nacc < n && pthread_cond_timedwait(&h->sh->cond, &h->sh->lock, &ts) == 0)
 		;
-	ok = h->nacc >= n;
-	pthread_mutex_unlock(&h->lock);
+	ok = h->sh->nacc >= n;
+	pthread_mutex_unlock(&h->sh->lock);
 	return ok;
 }
 
@@ -320,9 +395,9 @@ h_events(struct harness *h, unsigned *counts, unsigned maxseq, char *summary, si
 {
 	size_t n = 0;
 
-	pthread_mutex_lock(&h->lock);
-	for (size_t i = 0; i < h->nacc; i++) {
-		char *p = h->acc[i].data, *end = p + h->acc[i].len;
+	pthread_mutex_lock(&h->sh->lock);
+	for (size_t i = 0; i < h->sh->nacc; i++) {
+		char *p = h->sh->acc[i].data, *end = p + h->sh->acc[i].len;
 
 		while (p < end) {
 			char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -339,7 +414,7 @@ h_events(struct harness *h, unsigned *counts, unsigned maxseq, char *summary, si
 			p += l + 1;
 		}
 	}
-	pthread_mutex_unlock(&h->lock);
+	pthread_mutex_unlock(&h->sh->lock);
 	return n;
 }
 
@@ -382,7 +457,7 @@ run_drain(const char *format, unsigned n)
 	assert_ring_drained(h, n);
 	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.events_sent), n);
 	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.bytes_sent), (uint64_t)n * 300);
-	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.records_sent), h->nacc);
+	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.records_sent), h->sh->nacc);
 	ck_assert_uint_eq(atomic_load(&h->ctl->kinesis_healthy), 1);
 	ck_assert_uint_gt(atomic_load(&h->ctl->last_success_ms), 0);
 	ck_assert_int_eq(WEXITSTATUS(h_stop_dispatcher(h)), 0);
@@ -406,7 +481,7 @@ START_TEST(test_drain_ndjson)
 	h_spawn(h);
 	h_write(h, 0, 20000, 300);
 	ck_assert_int_ge(h_flush(h, 20000), 0);
-	ck_assert_uint_le(h->nacc, 12);
+	ck_assert_uint_le(h->sh->nacc, 12);
 	h_free(h);
 }
 END_TEST
@@ -420,7 +495,7 @@ START_TEST(test_drain_kpl_counts)
 	h_write(h, 0, 20000, 300);
 	ck_assert_int_ge(h_flush(h, 20000), 0);
 	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.events_sent), 20000);
-	ck_assert_uint_le(h->nacc, 20000 / 50);     /* at least 50 events per Kinesis record */
+	ck_assert_uint_le(h->sh->nacc, 20000 / 50);     /* at least 50 events per Kinesis record */
 	assert_ring_drained(h, 20000);
 	h_free(h);
 }
@@ -436,7 +511,7 @@ static void
 script_partial(struct harness *h, const struct sink_request *req, unsigned n, uint8_t *failed,
     struct sink_reply *rep, bool *record_anyway)
 {
-	struct partial_ctx *c = h->script_ctx;
+	struct partial_ctx *c = h->sh->script_ctx;
 	char *text = strndup(req->body, req->body_len);
 	json_object *root = json_tokener_parse(text), *recs;
 
@@ -464,27 +539,26 @@ script_partial(struct harness *h, const struct sink_request *req, unsigned n, ui
 START_TEST(test_partial_failures_resend_only_failed)
 {
 	struct harness *h = h_new(NULL);
-	struct partial_ctx *c = calloc(1, sizeof(*c));
+	struct partial_ctx *c = h_shared(h, sizeof(*c));
 
-	h->script = script_partial;
-	h->script_ctx = c;
+	h->sh->script = script_partial;
+	h->sh->script_ctx = c;
 	h_spawn(h);
 	h_write(h, 0, 700, 200);
 	ck_assert_int_ge(h_flush(h, 20000), 0);
 	assert_each_once(h, 700);
 	assert_ring_drained(h, 700);
 	/* The second request resends exactly the failed records of the first, in order. */
-	ck_assert_uint_eq(h->req_nrec[0], 500);
-	ck_assert_uint_eq(h->req_nrec[1], 72);      /* 0, 7, ..., 497 */
+	ck_assert_uint_eq(h->sh->req_nrec[0], 500);
+	ck_assert_uint_eq(h->sh->req_nrec[1], 72);      /* 0, 7, ..., 497 */
 	for (unsigned i = 0; i < 8; i++)
-		ck_assert_int_eq(h->req_seq[1][i], (long)i * 7);
+		ck_assert_int_eq(h->sh->req_seq[1][i], (long)i * 7);
 	/* Nothing was released while the first batch had failed records. */
-	ck_assert_uint_eq(h->released_at_request[1], 0);
+	ck_assert_uint_eq(h->sh->released_at_request[1], 0);
 	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.records_retried), 100);
 	for (unsigned s = 0; s < 700; s += 7)
 		ck_assert_uint_eq(c->tries[s], 2);
 	h_free(h);
-	free(c);
 }
 END_TEST
 
@@ -532,7 +606,7 @@ START_TEST(test_whole_request_failures_retry)
 {
 	struct harness *h = h_new(NULL);
 
-	h->script = script_errors;
+	h->sh->script = script_errors;
 	h_spawn(h);
 	h_write(h, 0, 300, 200);
 	/* Three failures in a row open the circuit: the flush is answered without waiting. */
@@ -541,11 +615,11 @@ START_TEST(test_whole_request_failures_retry)
 	assert_each_once(h, 300);
 	assert_ring_drained(h, 300);
 	/* 7, or 8 when libcurl resent on the dropped connection (see below). */
-	ck_assert_uint_ge(h->nreq, 7);
-	ck_assert_uint_le(h->nreq, 8);
-	for (unsigned i = 0; i < h->nreq; i++) {
-		ck_assert_uint_eq(h->req_nrec[i], 300);                 /* the same batch each time */
-		ck_assert_uint_eq(h->released_at_request[i], 0);        /* nothing released before */
+	ck_assert_uint_ge(h->sh->nreq, 7);
+	ck_assert_uint_le(h->sh->nreq, 8);
+	for (unsigned i = 0; i < h->sh->nreq; i++) {
+		ck_assert_uint_eq(h->sh->req_nrec[i], 300);                 /* the same batch each time */
+		ck_assert_uint_eq(h->sh->released_at_request[i], 0);        /* nothing released before */
 	}
 	/* libcurl itself resends once on a reused connection that died without a reply, so
 	 * the dropped connection may be one failure or two (the 503 then answers curl's). */
@@ -577,7 +651,7 @@ START_TEST(test_lost_ack_duplicates_only_in_flight)
 	unsigned *counts = calloc(1500, sizeof(*counts));
 	unsigned twice = 0;
 
-	h->script = script_lost_ack;
+	h->sh->script = script_lost_ack;
 	h_spawn(h);
 	h_write(h, 0, 1500, 200);
 	ck_assert_int_ge(h_flush(h, 20000), 0);
@@ -587,7 +661,7 @@ START_TEST(test_lost_ack_duplicates_only_in_flight)
 		ck_assert_uint_le(counts[i], 2);
 		twice += counts[i] == 2;
 	}
-	ck_assert_uint_eq(twice, h->req_nrec[1]);   /* exactly the records of the lost request */
+	ck_assert_uint_eq(twice, h->sh->req_nrec[1]);   /* exactly the records of the lost request */
 	ck_assert_uint_gt(twice, 0);
 	assert_ring_drained(h, 1500);
 	free(counts);
@@ -601,7 +675,7 @@ static void
 script_not_found_until(struct harness *h, const struct sink_request *req, unsigned n, uint8_t *failed,
     struct sink_reply *rep, bool *record_anyway)
 {
-	atomic_int *healthy = h->script_ctx;
+	atomic_int *healthy = h->sh->script_ctx;
 
 	(void)req;
 	(void)n;
@@ -618,12 +692,12 @@ START_TEST(test_circuit_opens_and_flush_does_not_wait)
 {
 	const char *vars[] = { "KTE_CIRCUIT_PROBE_MS=300", NULL };
 	struct harness *h = h_new(vars);
-	static atomic_int healthy;
+	atomic_int *healthy = h_shared(h, sizeof(*healthy));
 	struct ring_stats st;
 	long ms;
 
-	h->script = script_not_found_until;
-	h->script_ctx = &healthy;
+	h->sh->script = script_not_found_until;
+	h->sh->script_ctx = healthy;
 	h_spawn(h);
 	h_write(h, 0, 100, 200);
 	ms = h_flush(h, 5000);
@@ -637,7 +711,7 @@ START_TEST(test_circuit_opens_and_flush_does_not_wait)
 	ms = h_flush(h, 5000);
 	ck_assert(ms >= 0 && ms < 1000);
 	/* The stream appears: the next probe delivers everything, the circuit closes. */
-	atomic_store(&healthy, 1);
+	atomic_store(healthy, 1);
 	ck_assert(h_wait_released(h, 100, 10000));
 	ck_assert_int_ge(h_flush(h, 10000), 0);
 	assert_each_once(h, 100);
@@ -672,7 +746,7 @@ START_TEST(test_invalid_request_dropped_and_reported)
 	char summary[1024] = "";
 	long ms;
 
-	h->script = script_invalid_first;
+	h->sh->script = script_invalid_first;
 	atomic_store(&h->ctl->hold_sending, 1);            /* all 200 in the first request */
 	h_spawn(h);
 	h_write(h, 0, 200, 200);
@@ -681,7 +755,7 @@ START_TEST(test_invalid_request_dropped_and_reported)
 	ck_assert(h_wait_released(h, 200, 5000));          /* given up: released */
 	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.events_dropped), 200);
 	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.bytes_dropped), 200 * 200);
-	ck_assert_uint_eq(h->req_nrec[0], 200);
+	ck_assert_uint_eq(h->sh->req_nrec[0], 200);
 	atomic_store(&h->ctl->hold_sending, 0);
 	h_write(h, 200, 200, 200);
 	ck_assert(h_wait_released(h, 400, 10000));
@@ -746,7 +820,7 @@ START_TEST(test_hold_sending_until_flush)
 	t0 = now_mono_ms();
 	while (now_mono_ms() - t0 < 300)
 		notify_wait(h->fds.to_controller, 50);
-	ck_assert_uint_eq(sink_requests(h->sink), 0);
+	ck_assert_uint_eq(atomic_load(&h->sh->requests), 0);
 	ck_assert_int_ge(h_flush(h, 10000), 0);
 	assert_each_once(h, 50);
 	h_free(h);
@@ -793,7 +867,7 @@ START_TEST(test_shutdown_deadline_counts_leftovers)
 	int64_t deadline;
 	int st;
 
-	h->script = script_always_500;
+	h->sh->script = script_always_500;
 	h_spawn(h);
 	h_write(h, 0, 400, 200);
 	deadline = (int64_t)now_epoch_ms() + 500;
@@ -806,7 +880,7 @@ START_TEST(test_shutdown_deadline_counts_leftovers)
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.events_dropped), 400);
 	ck_assert_uint_eq(atomic_load(&h->ctl->flush_completed), atomic_load(&h->ctl->flush_requested));
-	ck_assert_uint_ge(sink_requests(h->sink), 2);      /* it kept trying until the deadline */
+	ck_assert_uint_ge(atomic_load(&h->sh->requests), 2);      /* it kept trying until the deadline */
 	h_free(h);
 }
 END_TEST
@@ -888,9 +962,9 @@ h_summaries(struct harness *h, const char *field, uint64_t *sum)
 
 	snprintf(pat, sizeof(pat), "\"%s\":", field);
 	*sum = 0;
-	pthread_mutex_lock(&h->lock);
-	for (size_t i = 0; i < h->nacc; i++) {
-		const char *p = h->acc[i].data, *f;
+	pthread_mutex_lock(&h->sh->lock);
+	for (size_t i = 0; i < h->sh->nacc; i++) {
+		const char *p = h->sh->acc[i].data, *f;
 
 		if (strstr(p, "extension.kte.dropped") == NULL)
 			continue;
@@ -898,7 +972,7 @@ h_summaries(struct harness *h, const char *field, uint64_t *sum)
 		if ((f = strstr(p, pat)) != NULL)
 			*sum += strtoull(f + strlen(pat), NULL, 10);
 	}
-	pthread_mutex_unlock(&h->lock);
+	pthread_mutex_unlock(&h->sh->lock);
 	return n;
 }
 
@@ -955,7 +1029,7 @@ script_hang_first(struct harness *h, const struct sink_request *req, unsigned n,
 	(void)record_anyway;
 	if (req->seq == 2) {
 		/* Stall until the test has killed the dispatcher, then drop. */
-		atomic_int *killed = h->script_ctx;
+		atomic_int *killed = h->sh->script_ctx;
 
 		for (int i = 0; i < 500 && !atomic_load(killed); i++)
 			poll(NULL, 0, 10);
@@ -966,21 +1040,21 @@ script_hang_first(struct harness *h, const struct sink_request *req, unsigned n,
 START_TEST(test_sigkill_then_restart_resumes)
 {
 	struct harness *h = h_new(NULL);
-	static atomic_int killed;
+	atomic_int *killed = h_shared(h, sizeof(*killed));
 	int st;
 
-	h->script = script_hang_first;
-	h->script_ctx = &killed;
+	h->sh->script = script_hang_first;
+	h->sh->script_ctx = killed;
 	h_spawn(h);
 	h_write(h, 0, 1200, 200);
 	/* The first batch is accepted; the second hangs: kill the dispatcher then. */
-	for (int i = 0; i < 500 && sink_requests(h->sink) < 1; i++)
+	for (int i = 0; i < 500 && atomic_load(&h->sh->requests) < 1; i++)
 		poll(NULL, 0, 10);
-	while (h->nreq < 2)
+	while (h->sh->nreq < 2)
 		poll(NULL, 0, 5);
 	kill(h->pid, SIGKILL);
 	waitpid(h->pid, &st, 0);
-	atomic_store(&killed, 1);
+	atomic_store(killed, 1);
 	h_spawn(h);
 	ck_assert_int_ge(h_flush(h, 20000), 0);
 	assert_each_once(h, 1200);
@@ -1048,10 +1122,10 @@ script_check_signature(struct harness *h, const struct sink_request *req, unsign
 	    timegm(&tm), &out) != 0 || strcmp(out.authorization, req->authorization) != 0 ||
 	    strstr(req->authorization, "SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;"
 	    "x-amz-target,") == NULL) {
-		pthread_mutex_lock(&h->lock);
-		snprintf(h->last_error, sizeof(h->last_error), "bad signature: host %s auth %s", req->host,
+		pthread_mutex_lock(&h->sh->lock);
+		snprintf(h->sh->last_error, sizeof(h->sh->last_error), "bad signature: host %s auth %s", req->host,
 		    req->authorization);
-		pthread_mutex_unlock(&h->lock);
+		pthread_mutex_unlock(&h->sh->lock);
 		rep->status = 403;
 		rep->body = "{\"__type\":\"InvalidSignatureException\"}";
 	}
@@ -1066,13 +1140,13 @@ START_TEST(test_requests_are_signed)
 
 	setenv("AWS_SESSION_TOKEN", "token/with+chars=", 1);
 	h = h_new(NULL);
-	h->script = script_check_signature;
+	h->sh->script = script_check_signature;
 	h_spawn(h);
 	h_write(h, 0, 20, 200);
 	ck_assert_int_ge(h_flush(h, 10000), 0);
-	ck_assert_msg(h->last_error[0] == '\0', "%s", h->last_error);
+	ck_assert_msg(h->sh->last_error[0] == '\0', "%s", h->sh->last_error);
 	assert_each_once(h, 20);
-	ck_assert_uint_eq(h->nreq, 2);
+	ck_assert_uint_eq(h->sh->nreq, 2);
 	h_free(h);
 	unsetenv("AWS_SESSION_TOKEN");
 }
@@ -1090,7 +1164,7 @@ START_TEST(test_missing_credentials_open_circuit)
 	ms = h_flush(h, 5000);
 	ck_assert_msg(ms >= 0 && ms < 2000, "flush took %ld ms without credentials", ms);
 	ck_assert_uint_eq(atomic_load(&h->ctl->kinesis_healthy), 0);
-	ck_assert_uint_eq(sink_requests(h->sink), 0);
+	ck_assert_uint_eq(atomic_load(&h->sh->requests), 0);
 	ring_stats(&h->ring, &st);
 	ck_assert_uint_eq(st.released_records, 0);
 	h_free(h);
@@ -1109,7 +1183,7 @@ START_TEST(test_no_destination_discards_and_counts)
 	ck_assert_int_ge(h_flush(h, 5000), 0);
 	ck_assert(h_wait_released(h, 30, 5000));
 	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.events_dropped), 30);
-	ck_assert_uint_eq(sink_requests(h->sink), 0);
+	ck_assert_uint_eq(atomic_load(&h->sh->requests), 0);
 	deadline = (int64_t)now_epoch_ms() + 200;
 	atomic_store(&h->ctl->shutdown_deadline_ms, deadline);
 	notify_signal(h->fds.to_dispatcher);
@@ -1144,7 +1218,7 @@ START_TEST(test_streaming_with_random_failures)
 	const char *vars[] = { "KTE_RECORD_FORMAT=ndjson", "KTE_MAX_RECORD_BYTES=4096", NULL };
 	struct harness *h = h_new(vars);
 
-	h->script = script_random;
+	h->sh->script = script_random;
 	h_spawn(h);
 	for (unsigned i = 0; i < 20000; i += 500)
 		h_write(h, i, 500, 150 + i % 200);
