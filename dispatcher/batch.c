@@ -238,6 +238,7 @@ krec_new(struct batch *b, uint32_t data_len, size_t key_len, bool summary)
 	k->data_len = data_len;
 	k->kin_bytes = data_len + (uint32_t)key_len;
 	k->summary = summary;
+	k->ring_first = b->add_pos;
 	b->kin_total += k->kin_bytes;
 	return k;
 }
@@ -519,6 +520,13 @@ batch_add(struct batch *b, const uint8_t *ev, size_t len, bool summary)
 }
 
 int
+batch_add_at(struct batch *b, const uint8_t *ev, size_t len, bool summary, uint64_t pos)
+{
+	b->add_pos = pos;
+	return batch_add(b, ev, len, summary);
+}
+
+int
 batch_finish(struct batch *b)
 {
 	unsigned i;
@@ -576,6 +584,35 @@ batch_compact(struct batch *b)
 	}
 	memcpy(b->body + pos, "]}", 2);
 	b->len = pos + 2;
+}
+
+static void settle(struct batch_krec *k, enum krec_state state, struct batch_settled *st);
+
+void
+batch_settle(struct batch *b, unsigned i, enum krec_state state, struct batch_settled *st)
+{
+	settle(&b->krec[i], state, st);
+}
+
+bool
+batch_unsettled(const struct batch *b)
+{
+	for (unsigned i = 0; i < b->nkrec; i++)
+		if (b->krec[i].state == KREC_PENDING || b->krec[i].state == KREC_INFLIGHT)
+			return true;
+	return false;
+}
+
+uint64_t
+batch_release_pos(const struct batch *b, uint64_t end)
+{
+	uint64_t pos = end;
+
+	for (unsigned i = 0; i < b->nkrec; i++)
+		if ((b->krec[i].state == KREC_PENDING || b->krec[i].state == KREC_INFLIGHT) &&
+		    b->krec[i].ring_first < pos)
+			pos = b->krec[i].ring_first;
+	return pos;
 }
 
 static void

@@ -33,7 +33,8 @@ enum batch_add_result {
 	BATCH_TOO_LARGE,        /* not added: larger than a record can ever be; drop it */
 };
 
-enum krec_state { KREC_PENDING = 0, KREC_ACCEPTED, KREC_DROPPED };
+/* PENDING: to be sent (again); INFLIGHT: in the request on the wire. */
+enum krec_state { KREC_PENDING = 0, KREC_ACCEPTED, KREC_DROPPED, KREC_INFLIGHT };
 
 struct batch_krec {
 	size_t seg_off, seg_len;    /* its {"Data":...} object in the body */
@@ -43,6 +44,7 @@ struct batch_krec {
 	uint32_t key_off, key_len;  /* kpl: its key in the key arena */
 	uint32_t first_ev;          /* kpl: its events in ev[] once grouped */
 	uint64_t event_bytes;       /* payload bytes of those events */
+	uint64_t ring_first;        /* ring position of its first event (batch_add_at) */
 	uint8_t state;              /* enum krec_state */
 	bool summary;               /* carries the dropped-summary event */
 };
@@ -72,6 +74,7 @@ struct batch {
 	size_t len, cap;
 	size_t prefix_len;          /* {"StreamName":...,"Records":[ */
 	bool finished;              /* body complete (closing brackets written) */
+	uint64_t add_pos;           /* ring position of the event being added */
 
 	/* records */
 	struct batch_krec krec[BATCH_MAX_RECORDS];
@@ -116,6 +119,10 @@ void batch_reset(struct batch *b, size_t keep_bytes);
 int batch_add(struct batch *b, const uint8_t *ev, size_t len, bool summary)
     __attribute__((warn_unused_result));
 
+/* batch_add for the ring event at position pos (kept as the record's ring_first). */
+int batch_add_at(struct batch *b, const uint8_t *ev, size_t len, bool summary, uint64_t pos)
+    __attribute__((warn_unused_result));
+
 /* Closes the body: encodes kpl aggregates, writes the closing brackets. 0 or -errno. */
 int batch_finish(struct batch *b) __attribute__((warn_unused_result));
 
@@ -130,6 +137,18 @@ static inline unsigned batch_nsent(const struct batch *b) { return b->nsent; }
  * hold only them, in order. Adds the totals to *st.
  */
 void batch_apply(struct batch *b, const uint8_t *status, unsigned n, struct batch_settled *st);
+
+/* Settles record i (accepted or dropped) and adds it to *st. */
+void batch_settle(struct batch *b, unsigned i, enum krec_state state, struct batch_settled *st);
+
+/* True while some record is pending or in flight. */
+bool batch_unsettled(const struct batch *b);
+
+/*
+ * Ring position up to which the batch's events may be released: the first event of the
+ * earliest unsettled record, or end when every record is settled.
+ */
+uint64_t batch_release_pos(const struct batch *b, uint64_t end);
 
 /* Gives up on every pending record (a non-retryable reject). Adds the totals to *st. */
 void batch_drop_pending(struct batch *b, struct batch_settled *st);

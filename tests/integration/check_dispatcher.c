@@ -536,7 +536,7 @@ script_partial(struct harness *h, const struct sink_request *req, unsigned n, ui
 	json_object_put(root);
 }
 
-START_TEST(test_partial_failures_resend_only_failed)
+START_TEST(test_partial_failures_rejoin_new_records)
 {
 	struct harness *h = h_new(NULL);
 	struct partial_ctx *c = h_shared(h, sizeof(*c));
@@ -548,9 +548,12 @@ START_TEST(test_partial_failures_resend_only_failed)
 	ck_assert_int_ge(h_flush(h, 20000), 0);
 	assert_each_once(h, 700);
 	assert_ring_drained(h, 700);
-	/* The second request resends exactly the failed records of the first, in order. */
+	/*
+	 * The second request resends the failed records of the first, in order, together
+	 * with the 200 new ones (as the KPL does), not alone.
+	 */
 	ck_assert_uint_eq(h->sh->req_nrec[0], 500);
-	ck_assert_uint_eq(h->sh->req_nrec[1], 72);      /* 0, 7, ..., 497 */
+	ck_assert_uint_eq(h->sh->req_nrec[1], 72 + 200);        /* 0, 7, ..., 497, then 500..699 */
 	for (unsigned i = 0; i < 8; i++)
 		ck_assert_int_eq(h->sh->req_seq[1][i], (long)i * 7);
 	/* Nothing was released while the first batch had failed records. */
@@ -724,60 +727,192 @@ END_TEST
 
 /* ---- drops and the summary event ---- */
 
+/* The seq numbers of the records of a request (-1 where none), n of them. */
 static void
-script_invalid_first(struct harness *h, const struct sink_request *req, unsigned n, uint8_t *failed,
+req_seqs(const struct sink_request *req, long *seqs, unsigned n)
+{
+	char *text = strndup(req->body, req->body_len);
+	json_object *root = json_tokener_parse(text), *recs;
+
+	free(text);
+	json_object_object_get_ex(root, "Records", &recs);
+	for (unsigned i = 0; i < n; i++) {
+		json_object *d;
+		const char *s;
+		char tmp[4096];
+		ssize_t dl;
+
+		json_object_object_get_ex(json_object_array_get_idx(recs, i), "Data", &d);
+		s = json_object_get_string(d);
+		dl = strlen(s) < 4000 ? base64_decode(s, strlen(s), tmp) : -1;
+		seqs[i] = dl > 0 ? seq_of(tmp, (size_t)dl) : -1;
+	}
+	json_object_put(root);
+}
+
+/* Every 5th record fails on each of its first two attempts; the rest are accepted. */
+static void
+script_fifth_fails_twice(struct harness *h, const struct sink_request *req, unsigned n, uint8_t *failed,
     struct sink_reply *rep, bool *record_anyway)
 {
-	(void)h;
-	(void)n;
+	struct partial_ctx *c = h->sh->script_ctx;
+	long seqs[600];
+
+	(void)rep;
+	(void)record_anyway;
+	req_seqs(req, seqs, n);
+	for (unsigned i = 0; i < n; i++)
+		if (seqs[i] >= 0 && seqs[i] % 5 == 0 && c->tries[seqs[i]]++ < 2)
+			failed[i] = 1;
+}
+
+START_TEST(test_partial_success_does_not_back_off)
+{
+	/* A backoff of up to 10 s per retry: had partial successes grown it, this would take minutes. */
+	const char *vars[] = { "KTE_RETRY_BASE_MS=10000", "KTE_RETRY_MAX_MS=10000", NULL };
+	struct harness *h = h_new(vars);
+	struct partial_ctx *c = h_shared(h, sizeof(*c));
+	long ms;
+
+	h->sh->script = script_fifth_fails_twice;
+	h->sh->script_ctx = c;
+	h_spawn(h);
+	h_write(h, 0, 3000, 200);
+	ms = h_flush(h, 8000);
+	ck_assert_msg(ms >= 0, "flush not answered within 8 s: partial successes were backed off");
+	assert_each_once(h, 3000);
+	assert_ring_drained(h, 3000);
+	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.records_retried), 2 * 600);
+	ck_assert_uint_eq(atomic_load(&h->ctl->consecutive_failures), 0);
+	h_free(h);
+}
+END_TEST
+
+/* Record 250 fails on its first attempt. */
+static void
+script_250_fails_once(struct harness *h, const struct sink_request *req, unsigned n, uint8_t *failed,
+    struct sink_reply *rep, bool *record_anyway)
+{
+	struct partial_ctx *c = h->sh->script_ctx;
+	long seqs[600];
+
+	(void)rep;
+	(void)record_anyway;
+	req_seqs(req, seqs, n);
+	for (unsigned i = 0; i < n; i++)
+		if (seqs[i] == 250 && c->tries[250]++ == 0)
+			failed[i] = 1;
+}
+
+START_TEST(test_acknowledged_prefix_released)
+{
+	struct harness *h = h_new(NULL);
+	struct partial_ctx *c = h_shared(h, sizeof(*c));
+
+	h->sh->script = script_250_fails_once;
+	h->sh->script_ctx = c;
+	atomic_store(&h->ctl->hold_sending, 1);            /* all 500 in the first request */
+	h_spawn(h);
+	h_write(h, 0, 500, 200);
+	ck_assert_int_ge(h_flush(h, 10000), 0);
+	assert_each_once(h, 500);
+	assert_ring_drained(h, 500);
+	ck_assert_uint_eq(h->sh->req_nrec[0], 500);
+	ck_assert_uint_eq(h->sh->req_nrec[1], 1);
+	ck_assert_int_eq(h->sh->req_seq[1][0], 250);
+	/* When record 250 went out again, the 250 before it were released, not those after it. */
+	ck_assert_uint_eq(h->sh->released_at_request[1], 250);
+	h_free(h);
+}
+END_TEST
+
+/* InvalidArgumentException for any request holding the poisoned seq (or every request). */
+struct poison_ctx {
+	long seq;                       /* -1: reject everything */
+	atomic_int healed;              /* accept everything from now on */
+};
+
+static void
+script_poison(struct harness *h, const struct sink_request *req, unsigned n, uint8_t *failed,
+    struct sink_reply *rep, bool *record_anyway)
+{
+	struct poison_ctx *c = h->sh->script_ctx;
+	long seqs[600];
+	bool poisoned = c->seq < 0 && !atomic_load(&c->healed);
+
 	(void)failed;
 	(void)record_anyway;
-	if (req->seq == 1) {
+	req_seqs(req, seqs, n);
+	for (unsigned i = 0; i < n && !poisoned; i++)
+		poisoned = seqs[i] == c->seq;
+	if (poisoned) {
 		rep->status = 400;
+		rep->error_type = "InvalidArgumentException:http://internal.amazon.com/coral/com.amazonaws.kinesis/";
 		rep->body = "{\"__type\":\"InvalidArgumentException\",\"message\":\"injected\"}";
 	}
 }
 
-START_TEST(test_invalid_request_dropped_and_reported)
+START_TEST(test_poisoned_record_alone_dropped)
 {
-	const char *vars[] = { "KTE_CIRCUIT_PROBE_MS=100", NULL };
-	struct harness *h = h_new(vars);
-	unsigned counts[400] = { 0 };
+	struct harness *h = h_new(NULL);
+	struct poison_ctx *c = h_shared(h, sizeof(*c));
+	unsigned counts[1200] = { 0 };
 	char summary[1024] = "";
-	long ms;
 
-	h->sh->script = script_invalid_first;
-	atomic_store(&h->ctl->hold_sending, 1);            /* all 200 in the first request */
+	c->seq = 777;
+	h->sh->script = script_poison;
+	h->sh->script_ctx = c;
 	h_spawn(h);
-	h_write(h, 0, 200, 200);
-	ms = h_flush(h, 5000);
-	ck_assert(ms >= 0);
-	ck_assert(h_wait_released(h, 200, 5000));          /* given up: released */
-	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.events_dropped), 200);
-	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.bytes_dropped), 200 * 200);
-	ck_assert_uint_eq(h->sh->req_nrec[0], 200);
-	atomic_store(&h->ctl->hold_sending, 0);
-	h_write(h, 200, 200, 200);
-	ck_assert(h_wait_released(h, 400, 10000));
-	ck_assert_int_ge(h_flush(h, 10000), 0);
-	/* The summary goes out once the circuit closed again: the flush need not wait for it. */
+	h_write(h, 0, 1200, 200);
+	ck_assert_int_ge(h_flush(h, 20000), 0);
+	ck_assert(h_wait_released(h, 1200, 10000));
+	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.events_dropped), 1);
+	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.bytes_dropped), 200);
+	ck_assert_uint_eq(atomic_load(&h->ctl->kinesis_healthy), 1);
+	/* The summary follows in a later request: write one more event to carry it. */
+	h_write(h, 1199, 1, 200);
 	for (int i = 0; i < 500 && summary[0] == '\0'; i++) {
-		memset(counts, 0, sizeof(counts));
-		h_events(h, counts, 400, summary, sizeof(summary));
+		ck_assert_int_ge(h_flush(h, 10000), 0);
+		h_events(h, counts, 1200, summary, sizeof(summary));
 		if (summary[0] == '\0')
 			poll(NULL, 0, 10);
 	}
 	memset(counts, 0, sizeof(counts));
-	ck_assert_uint_eq(h_events(h, counts, 400, summary, sizeof(summary)), 200);
-	for (unsigned i = 200; i < 400; i++)
-		ck_assert_uint_eq(counts[i], 1);
-	ck_assert_msg(strstr(summary, "\"type\":\"extension.kte.dropped\"") != NULL, "no summary");
-	ck_assert_msg(strstr(summary, "\"eventsRejected\":200") != NULL, "summary: %s", summary);
-	ck_assert(strstr(summary, "\"eventsTooLarge\":0") != NULL);
-	json_object *sj = json_tokener_parse(summary);
+	ck_assert_uint_eq(h_events(h, counts, 1200, summary, sizeof(summary)), 1200);
+	for (unsigned i = 0; i < 1199; i++)
+		ck_assert_msg(counts[i] == (i == 777 ? 0u : 1u), "event %u delivered %u times", i, counts[i]);
+	ck_assert_msg(strstr(summary, "\"eventsRejected\":1,") != NULL, "summary: %s", summary);
+	h_free(h);
+}
+END_TEST
 
-	ck_assert_ptr_nonnull(sj);
-	json_object_put(sj);
+START_TEST(test_rejecting_everything_keeps_data)
+{
+	const char *vars[] = { "KTE_CIRCUIT_PROBE_MS=300", NULL };
+	struct harness *h = h_new(vars);
+	struct poison_ctx *c = h_shared(h, sizeof(*c));
+	struct ring_stats st;
+	long ms;
+
+	c->seq = -1;
+	h->sh->script = script_poison;
+	h->sh->script_ctx = c;
+	h_spawn(h);
+	h_write(h, 0, 300, 200);
+	ms = h_flush(h, 10000);
+	ck_assert_msg(ms >= 0, "flush not answered with every request rejected");
+	ck_assert_uint_eq(atomic_load(&h->ctl->kinesis_healthy), 0);        /* circuit open */
+	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.events_dropped), 0);
+	ring_stats(&h->ring, &st);
+	ck_assert_uint_eq(st.released_records, 0);          /* kept, not dropped */
+	/* A few requests found it out: not one per record. */
+	ck_assert_uint_le(atomic_load(&h->ctl->dispatcher.requests), 20);
+	/* Kinesis accepts again: the next probe delivers everything. */
+	atomic_store(&c->healed, 1);
+	ck_assert(h_wait_released(h, 300, 10000));
+	ck_assert_int_ge(h_flush(h, 10000), 0);
+	assert_each_once(h, 300);
+	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.events_dropped), 0);
 	h_free(h);
 }
 END_TEST
@@ -1353,12 +1488,15 @@ dispatcher_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("failures");
 	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_partial_failures_resend_only_failed);
+	tcase_add_test(tc, test_partial_failures_rejoin_new_records);
+	tcase_add_test(tc, test_partial_success_does_not_back_off);
+	tcase_add_test(tc, test_acknowledged_prefix_released);
+	tcase_add_test(tc, test_poisoned_record_alone_dropped);
+	tcase_add_test(tc, test_rejecting_everything_keeps_data);
 	tcase_add_test(tc, test_whole_request_failures_retry);
 	tcase_add_test(tc, test_lost_ack_duplicates_only_in_flight);
 	tcase_add_test(tc, test_circuit_opens_and_flush_does_not_wait);
-	tcase_add_test(tc, test_invalid_request_dropped_and_reported);
-	tcase_add_test(tc, test_too_large_dropped_and_reported);
+		tcase_add_test(tc, test_too_large_dropped_and_reported);
 	tcase_add_test(tc, test_missing_credentials_open_circuit);
 	tcase_add_test(tc, test_streaming_with_random_failures);
 	suite_add_tcase(s, tc);
