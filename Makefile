@@ -27,7 +27,7 @@ CPPFLAGS  += -I. -Icommon -MMD -MP
 CFLAGS    += $(CSTD) $(OPT) $(WARN) $(SAN) -fno-strict-aliasing -pthread
 
 # Dependencies: pkg-config where a .pc exists; civetweb ships none, so it is named explicitly.
-PKGS      := libcurl json-c libcrypto
+PKGS      := libcurl json-c libcrypto zlib
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS  := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 CIVETWEB_LIBS ?= -lcivetweb

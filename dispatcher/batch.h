@@ -11,6 +11,12 @@
  *           JSON only allows as whitespace, become spaces); key of the first event.
  *   kpl     KPL aggregated records; only events with the same partition key share one.
  *
+ * KTE_COMPRESSION=gzip (event and ndjson): each record's data is a gzip member. The
+ * limits hold for the compressed size. ndjson records are compressed as events are
+ * added; a record takes an event while an upper bound of its final size fits (the exact
+ * size at the last sync flush plus compressBound() of what came after), and a sync flush
+ * makes the bound exact again when it gets close, so records fill to within a few KiB.
+ *
  * Event data is referenced, not copied (kpl) or encoded at once (event, ndjson): the
  * caller keeps events alive (unreleased in the ring) until the batch is settled.
  * Process-local, not thread-safe.
@@ -89,6 +95,14 @@ struct batch {
 	size_t open_key_len;
 	uint8_t b64_carry[3];
 	unsigned b64_ncarry;
+
+	/* gzip: the record being compressed (zlib stays inside batch.c) */
+	bool gzip;
+	void *zs;                   /* z_stream, allocated on first use */
+	uint8_t *gz;                /* its compressed bytes so far */
+	size_t gz_len, gz_cap;
+	size_t gz_flushed;          /* gz_len at the last sync flush (exact up to there) */
+	size_t gz_unflushed;        /* input bytes since then */
 
 	/* kpl */
 	struct batch_event *ev;

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
+#include <zlib.h>
 
 #include "dispatcher/base64.h"
 #include "dispatcher/dispatcher.h"
@@ -497,6 +498,57 @@ START_TEST(test_drain_kpl_counts)
 	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.events_sent), 20000);
 	ck_assert_uint_le(h->sh->nacc, 20000 / 50);     /* at least 50 events per Kinesis record */
 	assert_ring_drained(h, 20000);
+	h_free(h);
+}
+END_TEST
+
+/* ---- gzip ---- */
+
+START_TEST(test_gzip_records_decode_to_events)
+{
+	const char *vars[] = { "KTE_RECORD_FORMAT=ndjson", "KTE_COMPRESSION=gzip", NULL };
+	struct harness *h = h_new(vars);
+	static unsigned counts[5000];
+	static char out[8 << 20];
+	size_t events = 0;
+
+	h_spawn(h);
+	h_write(h, 0, 5000, 300);
+	ck_assert_int_ge(h_flush(h, 20000), 0);
+	assert_ring_drained(h, 5000);
+	pthread_mutex_lock(&h->sh->lock);
+	for (size_t i = 0; i < h->sh->nacc; i++) {
+		struct accepted *a = &h->sh->acc[i];
+		uLongf n = sizeof(out);
+		z_stream zs;
+		char *p, *end;
+
+		ck_assert(a->len > 2 && (uint8_t)a->data[0] == 0x1f && (uint8_t)a->data[1] == 0x8b);
+		memset(&zs, 0, sizeof(zs));
+		ck_assert_int_eq(inflateInit2(&zs, 15 + 16), Z_OK);
+		zs.next_in = (Bytef *)a->data;
+		zs.avail_in = (uInt)a->len;
+		zs.next_out = (Bytef *)out;
+		zs.avail_out = (uInt)n;
+		ck_assert_int_eq(inflate(&zs, Z_FINISH), Z_STREAM_END);
+		for (p = out, end = out + zs.total_out; p < end;) {
+			char *nl = memchr(p, '\n', (size_t)(end - p));
+			size_t l = (size_t)((nl ? nl : end) - p);
+			long sq = seq_of(p, l);
+
+			ck_assert(sq >= 0 && sq < 5000);
+			counts[sq]++;
+			events++;
+			p += l + 1;
+		}
+		inflateEnd(&zs);
+	}
+	pthread_mutex_unlock(&h->sh->lock);
+	ck_assert_uint_eq(events, 5000);
+	for (unsigned i = 0; i < 5000; i++)
+		ck_assert_uint_eq(counts[i], 1);
+	/* Compressed: far fewer bytes on the wire than the 1.5 MB of events. */
+	ck_assert_uint_lt(atomic_load(&h->ctl->dispatcher.wire_bytes), 5000 * 300 / 4);
 	h_free(h);
 }
 END_TEST
@@ -1484,6 +1536,7 @@ dispatcher_suite(void)
 	tcase_add_test(tc, test_drain_event);
 	tcase_add_test(tc, test_drain_ndjson);
 	tcase_add_test(tc, test_drain_kpl_counts);
+	tcase_add_test(tc, test_gzip_records_decode_to_events);
 	tcase_add_test(tc, test_requests_are_signed);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("failures");
