@@ -9,9 +9,8 @@
  *   settle:   each record is accepted, pending again (failed), or dropped (rejected);
  *             release_acknowledged() gives back the ring space of the acknowledged prefix
  *
- * One request in flight (a second one did not pay off in measurements: see
- * docs/internals/dispatcher.md); while it is, the next slot is filled and encoded, so
- * encoding overlaps the round trip. Ring space is released only up to the first event of
+ * One request in flight (a second one is not built: see docs/internals/dispatcher.md);
+ * while it is, the next slot is filled and encoded, so encoding overlaps the round trip. Ring space is released only up to the first event of
  * the earliest unsettled record: a crash or restart resumes from there (at-least-once).
  *
  * The sending state (enum ds_state) changes only in ds_step(): backoff grows only when a

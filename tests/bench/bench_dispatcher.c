@@ -13,7 +13,10 @@
  * of 10 and of 1,000 events from idle. Then, for `event`, the throughput against a sink
  * that answers 10% of requests with HTTP 500 and fails 20% of the records of the others
  * with ProvisionedThroughputExceededException, as a ratio of the fault-free figure (the
- * same sink with faults off, same event count). Asserts nothing.
+ * same sink with faults off, same event count). Last, bytes on the wire with
+ * KTE_COMPRESSION=gzip against none, for realistic function logs (Lambda text lines and
+ * structured JSON lines with timestamps, request ids and varied words), event and ndjson.
+ * Asserts nothing.
  *   KTE_BENCH_EVENTS (default 300000) sets the number of events.
  */
 #include <errno.h>
@@ -96,6 +99,37 @@ fill_event(char *ev, unsigned i)
 	return EVENT_BYTES;
 }
 
+/* A realistic function log event of about EVENT_BYTES (text or JSON logging), as Lambda delivers it. */
+static int
+fill_log(char *ev, unsigned i, bool json)
+{
+	static const char *const words[] = { "user", "order", "cache", "miss", "hit", "db", "query", "took",
+	    "ms", "retry", "payment", "accepted", "item", "sku", "warehouse", "region", "status", "200", "GET",
+	    "/api/v1/orders", "latency", "bytes", "session", "token", "refreshed", "queue", "depth", "worker" };
+	uint32_t x = i * 2654435761u + 17;
+	char msg[EVENT_BYTES];
+	int n = 0, m;
+
+	while (n < EVENT_BYTES - 200) {
+		x = x * 1103515245u + 12345u;
+		n += snprintf(msg + n, sizeof(msg) - (size_t)n, "%s%s=%u", n ? " " : "",
+		    words[(x >> 16) % (sizeof(words) / sizeof(words[0]))], (x >> 6) % 10000);
+	}
+	if (json)
+		m = snprintf(ev, EVENT_BYTES, "{\"time\":\"2026-11-28T05:38:13.%03uZ\",\"type\":\"function\",\"record\":"
+		    "{\"timestamp\":\"2026-11-28T05:38:13.%03uZ\",\"level\":\"INFO\",\"requestId\":"
+		    "\"4e4c6f2a-%04x-4000-8000-%012u\",\"message\":\"%.*s\"}}", i % 1000, i % 1000, i / 100 & 0xffff, i / 100,
+		    80, msg);
+	else
+		m = snprintf(ev, EVENT_BYTES, "{\"time\":\"2026-11-28T05:38:13.%03uZ\",\"type\":\"function\",\"record\":"
+		    "\"2026-11-28T05:38:13.%03uZ\\t4e4c6f2a-%04x-4000-8000-%012u\\tINFO\\t%.*s\\n\"}", i % 1000, i % 1000,
+		    i / 100 & 0xffff, i / 100, 90, msg);
+	return m < EVENT_BYTES ? m : EVENT_BYTES - 1;
+}
+
+/* 0: fill_event; 1: JSON logs; 2: text logs. */
+static int filler;
+
 /* Pss of pid in KiB, leaving out the shared ring (a memfd mapping). */
 static long
 pss_kib(pid_t pid)
@@ -172,8 +206,9 @@ run_one(const struct run *r, unsigned nevents, uint16_t port, struct result *out
 		return -1;
 	}
 	for (unsigned i = 0; i < nevents; i++) {
-		fill_event(ev, i);
-		if (ring_write(&ring, ev, EVENT_BYTES) < 0) {
+		int len = filler == 0 ? fill_event(ev, i) : fill_log(ev, i, filler == 1);
+
+		if (ring_write(&ring, ev, (size_t)len) < 0) {
 			fprintf(stderr, "ring full at %u\n", i);
 			return -1;
 		}
@@ -308,6 +343,32 @@ faults(uint16_t clean_port, unsigned nevents, unsigned repeat)
 	    bad.requests, clean.requests);
 }
 
+/* Bytes on the wire and the dispatcher's CPU with gzip against none. */
+static void
+compression(uint16_t port, unsigned nevents)
+{
+	static const struct run runs[] = {
+		{ "event", { "KTE_RECORD_FORMAT=event", "KTE_COMPRESSION=none", NULL } },
+		{ "event+gzip", { "KTE_RECORD_FORMAT=event", "KTE_COMPRESSION=gzip", NULL } },
+		{ "ndjson", { "KTE_RECORD_FORMAT=ndjson", "KTE_COMPRESSION=none", NULL } },
+		{ "ndjson+gzip", { "KTE_RECORD_FORMAT=ndjson", "KTE_COMPRESSION=gzip", NULL } },
+	};
+	struct result o[4];
+
+	for (filler = 1; filler <= 2; filler++) {
+		for (int i = 0; i < 4; i++)
+			if (run_one(&runs[i], nevents, port, &o[i]) < 0)
+				return;
+		for (int i = 0; i < 4; i += 2)
+			printf("%s logs, %-6s: %.1f wire bytes/event, gzip %.1f (%.1f%% of none, %.2fx smaller); "
+			    "%.0f vs %.0f events/s, dispatcher cpu %.2fs vs %.2fs\n", filler == 1 ? "JSON" : "text",
+			    runs[i].name, o[i].wire / nevents, o[i + 1].wire / nevents,
+			    100.0 * o[i + 1].wire / o[i].wire, o[i].wire / o[i + 1].wire, nevents / o[i].secs,
+			    nevents / o[i + 1].secs, o[i].cpu, o[i + 1].cpu);
+	}
+	filler = 0;
+}
+
 int
 main(void)
 {
@@ -352,6 +413,7 @@ main(void)
 	flush_latency(port, 10);
 	flush_latency(port, 1000);
 	faults(port, nevents / 6, repeat);
+	compression(port, nevents / 6);
 out:
 	kill(sink, SIGTERM);
 	waitpid(sink, NULL, 0);
