@@ -32,6 +32,7 @@
 #include "batch.h"
 #include "dropped.h"
 #include "kinesis_client.h"
+#include "latency.h"
 #include "log.h"
 #include "notify.h"
 #include "pkey.h"
@@ -56,6 +57,13 @@ static volatile sig_atomic_t stop_signal;
 struct slot {
 	struct batch b;
 	uint64_t end;                   /* ring position after its last event; 0: no ring event */
+	/*
+	 * For the arrival -> acknowledgement latency (common/latency.h): mono ms the slot's
+	 * first event arrived (today: when the dispatcher took it from the ring; the ring's
+	 * per-record arrival stamp replaces it), and the events of it Kinesis acknowledged.
+	 */
+	uint64_t arrival_ms;
+	uint64_t acked;
 };
 
 /* A record of a slot: slot index in d->slot[], record index in its batch. */
@@ -257,12 +265,17 @@ release_acknowledged(struct dispatcher *d, const struct batch_settled *st)
 		uint64_t pos = sl->end == 0 ? 0 : batch_release_pos(&sl->b, sl->end);
 
 		if (pos > d->released) {
+			struct ring_stats rs;
+
+			ring_stats(d->ring, &rs);
+			latency_ring_used(d->ctl, rs.head - rs.tail);
 			if ((rc = ring_release(d->ring, pos)) < 0)
 				log_warnx("ring_release(%" PRIu64 "): %s", pos, strerror(-rc));
 			d->released = pos;
 		}
 		if (!done)
 			break;
+		latency_record(d->ctl, now_mono_ms() - sl->arrival_ms, sl->acked);
 		d->first = (d->first + 1) % NSLOTS;
 		d->nslots--;
 	}
@@ -383,6 +396,8 @@ fill(struct dispatcher *d)
 
 	batch_reset(&sl->b, SIZE_MAX);
 	sl->end = 0;
+	sl->acked = 0;
+	sl->arrival_ms = now_mono_ms();
 	add_summary(d, sl);
 	for (;;) {
 		rc = next_event(d, &rec);
@@ -811,9 +826,10 @@ handle_reply(struct dispatcher *d, const struct kinesis_response *resp)
 		for (unsigned i = 0; i < nsent; i++) {
 			struct rec_ref r = d->req[i];
 
-			if (d->status[i] == 0)
+			if (d->status[i] == 0) {
 				batch_settle(&d->slot[r.slot].b, r.krec, KREC_ACCEPTED, &st);
-			else {
+				d->slot[r.slot].acked += ref_krec(d, r)->events;
+			} else {
 				ref_krec(d, r)->state = KREC_PENDING;   /* rejoins the queue */
 				st.records_failed++;
 			}

@@ -32,6 +32,7 @@
 #include <zlib.h>
 
 #include "dispatcher/base64.h"
+#include "base64_decode.h"
 #include "dispatcher/dispatcher.h"
 #include "dispatcher/sigv4.h"
 #include "kinesis_sink.h"

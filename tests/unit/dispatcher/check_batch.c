@@ -17,6 +17,7 @@
 #include <zlib.h>
 
 #include "dispatcher/base64.h"
+#include "base64_decode.h"
 #include "dispatcher/batch.h"
 #include "dispatcher/kpl.h"
 
