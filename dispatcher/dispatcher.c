@@ -57,6 +57,7 @@ static volatile sig_atomic_t stop_signal;
 struct slot {
 	struct batch b;
 	uint64_t end;                   /* ring position after its last event; 0: no ring event */
+	bool taken;                     /* some of its records went into a request */
 	/*
 	 * For the arrival -> acknowledgement latency (common/latency.h): mono ms the slot's
 	 * first event arrived (today: when the dispatcher took it from the ring; the ring's
@@ -383,6 +384,13 @@ can_fill(struct dispatcher *d)
 	/* Not while bisecting: a recycled slot would put new records into its ranges. */
 	if (d->nslots == NSLOTS || d->bis.n > 0 || !may_fill(d))
 		return false;
+	/*
+	 * Not while the newest slot waits for its first request: events arriving meanwhile
+	 * join the next slot, filled when that request goes out, instead of many small slots
+	 * (small records, for ndjson and kpl).
+	 */
+	if (d->nslots > 0 && !slot_at(d, d->nslots - 1)->taken)
+		return false;
 	return unsent(d, &bytes) < BATCH_MAX_RECORDS && bytes < d->cfg->max_request_bytes;
 }
 
@@ -396,6 +404,7 @@ fill(struct dispatcher *d)
 
 	batch_reset(&sl->b, SIZE_MAX);
 	sl->end = 0;
+	sl->taken = false;
 	sl->acked = 0;
 	sl->arrival_ms = now_mono_ms();
 	add_summary(d, sl);
@@ -706,8 +715,10 @@ send_request(struct dispatcher *d)
 		ds_step(d, EV_CONFIG, &res);
 		return;
 	}
-	for (unsigned i = 0; i < d->nreq; i++)
+	for (unsigned i = 0; i < d->nreq; i++) {
 		ref_krec(d, d->req[i])->state = KREC_INFLIGHT;
+		d->slot[d->req[i].slot].taken = true;
+	}
 	atomic_fetch_add(&d->ctl->dispatcher.requests, 1);
 }
 
