@@ -803,12 +803,21 @@ bisect_rejected(struct dispatcher *d, const struct reply_result *res)
 		drop_rejected(d, bs->refs[lo], res);
 	else if (bs->ncondemned < BISECT_CONDEMN_MAX)
 		bs->condemned[bs->ncondemned++] = bs->refs[lo];
-	if (bs->ncondemned == BISECT_CONDEMN_MAX || (bs->depth == 0 && bs->ncondemned > 0)) {
+	if (bs->ncondemned == BISECT_CONDEMN_MAX) {
 		/* Rejected one by one, nothing accepted: the configuration, not a record. */
 		log_error("Kinesis rejects every record sent alone (%s: %s): a configuration error; keeping "
 		    "the records", res->code[0] ? res->code : "error", res->message);
 		bs->n = bs->depth = bs->ncondemned = 0;
 		ds_step(d, EV_CONFIG, res);
+		return;
+	}
+	if (bs->depth == 0 && bs->ncondemned > 0) {
+		/*
+		 * Too few records to tell a bad record from a bad configuration: keep them and
+		 * try again after a backoff, with whatever arrived meanwhile.
+		 */
+		bs->n = bs->ncondemned = 0;
+		ds_step(d, EV_RETRYABLE, res);
 		return;
 	}
 	if (bs->depth == 0)

@@ -939,6 +939,33 @@ START_TEST(test_poisoned_record_alone_dropped)
 }
 END_TEST
 
+START_TEST(test_poisoned_record_alone_in_its_request)
+{
+	struct harness *h = h_new(NULL);
+	struct poison_ctx *c = h_shared(h, sizeof(*c));
+	unsigned counts[100] = { 0 };
+
+	c->seq = 0;
+	h->sh->script = script_poison;
+	h->sh->script_ctx = c;
+	h_spawn(h);
+	/* One record, rejected: a bad record or a bad configuration? Kept, retried with backoff. */
+	h_write(h, 0, 1, 200);
+	for (int i = 0; i < 1000 && atomic_load(&h->sh->requests) < 3; i++)
+		poll(NULL, 0, 5);
+	ck_assert_uint_ge(atomic_load(&h->sh->requests), 3);
+	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.events_dropped), 0);
+	/* Others arrive: the bisection tells them apart, only the rejected one is dropped. */
+	h_write(h, 1, 99, 200);
+	ck_assert(h_wait_released(h, 100, 10000));
+	ck_assert_uint_eq(atomic_load(&h->ctl->dispatcher.events_dropped), 1);
+	ck_assert_uint_eq(h_events(h, counts, 100, NULL, 0), 99);
+	for (unsigned i = 1; i < 100; i++)
+		ck_assert_uint_eq(counts[i], 1);
+	h_free(h);
+}
+END_TEST
+
 START_TEST(test_rejecting_everything_keeps_data)
 {
 	const char *vars[] = { "KTE_CIRCUIT_PROBE_MS=300", NULL };
@@ -1554,6 +1581,7 @@ dispatcher_suite(void)
 	tcase_add_test(tc, test_partial_success_does_not_back_off);
 	tcase_add_test(tc, test_acknowledged_prefix_released);
 	tcase_add_test(tc, test_poisoned_record_alone_dropped);
+	tcase_add_test(tc, test_poisoned_record_alone_in_its_request);
 	tcase_add_test(tc, test_rejecting_everything_keeps_data);
 	tcase_add_test(tc, test_whole_request_failures_retry);
 	tcase_add_test(tc, test_lost_ack_duplicates_only_in_flight);
