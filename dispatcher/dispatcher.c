@@ -46,7 +46,13 @@
 #define DROP_LOG_EVERY_MS   10000
 #define SUMMARY_EVERY_MS    10000   /* at most one drop summary per interval (but the first at once) */
 
-#define NSLOTS              4       /* slots of encoded records: in flight, failed, prefetched */
+/*
+ * Slots of encoded records. Memory is bounded by can_fill() (less than one request's worth
+ * pending before another slot is filled), not by their number; there are enough for
+ * records failing again and again while small slots keep arriving.
+ */
+#define NSLOTS              16
+#define NSLOTS_KEPT_IDLE    2       /* slots whose buffers are kept across idle periods */
 #define FAIL_LOG_EVERY_MS   10000   /* at most one "failing" warning per interval */
 #define BISECT_STACK        32      /* ranges still to try: 2 per level of a 500-record split */
 #define BISECT_CONDEMN_MAX  3       /* single records rejected, none accepted: a configuration error */
@@ -1008,7 +1014,7 @@ step_send(struct dispatcher *d)
 			send_request(d);
 		else if (d->nslots == 0 && d->drained) {
 			for (unsigned i = 0; i < NSLOTS; i++)
-				batch_reset(&d->slot[i].b, KEEP_IDLE_BYTES);
+				batch_reset(&d->slot[i].b, i < NSLOTS_KEPT_IDLE ? KEEP_IDLE_BYTES : 0);
 			if (d->wire_cap > KEEP_IDLE_BYTES) {
 				free(d->wire);
 				d->wire = NULL;
