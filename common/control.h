@@ -81,6 +81,13 @@ struct control {
 	_Atomic int64_t shutdown_deadline_ms; /* epoch ms; 0 = running. Dispatcher must be done before it */
 	_Atomic uint32_t flush_policy;       /* enum flush_policy in force (adaptive picks end/continuous) */
 	_Atomic uint32_t hold_sending;       /* 1: periodic policy outside a flush: do not send */
+	/*
+	 * restore_count: SnapStart restores seen. Writer: controller (at the first INVOKE of an
+	 * environment whose AWS_LAMBDA_INITIALIZATION_TYPE is snap-start: such an environment
+	 * runs invocations only after a restore). Reader: dispatcher (reseeds its random
+	 * sources, drops kept-alive connections, fetches fresh container credentials).
+	 */
+	_Atomic uint64_t restore_count;
 
 	/* dispatcher -> controller */
 	_Atomic uint64_t flush_completed;    /* highest flush_requested value fully satisfied */

@@ -388,6 +388,20 @@ controller_ring_high(struct controller *c)
 	return (st.head - st.tail) * 100 > st.capacity * FLUSH_RING_HIGH_PCT;
 }
 
+/*
+ * SnapStart takes the snapshot after init, and every environment that runs invocations was
+ * restored from it: the first INVOKE is the restore signal. Unlike platform.restore*
+ * telemetry it cannot be filtered out (KTE_TELEMETRY_TYPES, KTE_DROP_TYPES), delayed by
+ * Lambda's buffering or lost, and it comes before this invocation's flush.
+ */
+static bool
+controller_snap_start(void)
+{
+	const char *t = getenv("AWS_LAMBDA_INITIALIZATION_TYPE");
+
+	return t != NULL && strcmp(t, "snap-start") == 0;
+}
+
 static void
 controller_invoke(struct controller *c, const struct ext_event *ev)
 {
@@ -398,6 +412,12 @@ controller_invoke(struct controller *c, const struct ext_event *ev)
 	bool was_slow;
 
 	c->invocations++;
+	if (c->invocations == 1 && controller_snap_start()) {
+		/* Every environment restored from the snapshot shares what was random at init. */
+		atomic_fetch_add(&c->ctl->restore_count, 1);
+		notify_signal(c->fds.to_dispatcher);
+		log_info("first invocation after a SnapStart restore: the dispatcher reseeds and reconnects");
+	}
 	if (!c->shipping)
 		return;
 	in.now_ms = now_mono_ms();

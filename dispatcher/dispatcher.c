@@ -95,6 +95,7 @@ enum ds_event {
 	EV_EXPIRED,     /* credentials expired: re-sign and retry at once, once */
 	EV_CONFIG,      /* no retry helps soon: access, not found, signing, every record rejected */
 	EV_DEADLINE,    /* the shutdown deadline is set: a backoff must not outlast it */
+	EV_NO_CREDENTIALS, /* no usable credentials yet: wait for the provider's next try */
 };
 
 /*
@@ -156,6 +157,7 @@ struct dispatcher {
 
 	uint64_t drop_log_ms;
 	uint64_t drop_log_quiet;        /* drops not logged since drop_log_ms */
+	bool restored;                  /* a SnapStart restore was handled */
 
 	uint8_t status[BATCH_MAX_RECORDS];
 };
@@ -286,6 +288,44 @@ release_acknowledged(struct dispatcher *d, const struct batch_settled *st)
 		d->first = (d->first + 1) % NSLOTS;
 		d->nslots--;
 	}
+}
+
+/*
+ * After a SnapStart restore, environments restored from one snapshot share the random
+ * state, the sockets and the credentials of init: draw new seeds (partition keys, jitter),
+ * connect afresh and fetch fresh credentials, once per process. Two signals, whichever
+ * comes first: platform.restoreStart passing through the ring (it comes before anything
+ * else after the restore, so no request is sent on the snapshot's connection), and the
+ * controller's restore_count (the first INVOKE of a snap-start environment), which cannot
+ * be filtered out or lost. A dispatcher started after a restore reseeds needlessly, which
+ * costs nothing.
+ */
+static void
+on_restore(struct dispatcher *d, const char *why)
+{
+	if (d->restored)
+		return;
+	d->restored = true;
+	backoff_rng_init(&d->rng);
+	pkey_reseed(&d->pk);
+	if (d->kc != NULL)
+		kinesis_client_after_restore(d->kc);
+	log_info("SnapStart restore (%s): random sources reseeded, connections and credentials renewed",
+	    why);
+}
+
+/* Whether rec is platform.restoreStart: small events only, a cheap search first. */
+static bool
+is_restore_start(const struct ring_record *rec)
+{
+	static const char type[] = "platform.restoreStart";
+	const uint8_t *t, *rid;
+	size_t tl, rl;
+
+	if (rec->len > 4096 || memmem(rec->data, rec->len, type, sizeof(type) - 1) == NULL)
+		return false;
+	return pkey_scan_event(rec->data, rec->len, &t, &tl, &rid, &rl) == 0 && t != NULL &&
+	    tl == sizeof(type) - 1 && memcmp(t, type, tl) == 0;
 }
 
 /* Next event: the carried one, or a fresh peek. 0, -EAGAIN, or -errno. */
@@ -425,6 +465,8 @@ fill(struct dispatcher *d)
 			d->drained = true;
 			break;
 		}
+		if (!d->restored && is_restore_start(&rec))
+			on_restore(d, "platform.restoreStart");
 		rc = batch_add_at(&sl->b, rec.data, rec.len, false, rec.pos);
 		if (rc == BATCH_ADDED) {
 			sl->end = rec.next;
@@ -581,6 +623,18 @@ ds_step(struct dispatcher *d, enum ds_event ev, const struct reply_result *res)
 		d->state = DS_OPEN;
 		schedule_retry(d, d->cfg->circuit_probe_ms);
 		return;
+	case EV_NO_CREDENTIALS:
+		/*
+		 * The provider logs its fetch failures once per series. A failing endpoint opens
+		 * the circuit at once, like AccessDenied, so invocations are not held; the short
+		 * wait after a rejection does not.
+		 */
+		on_failure(d, kinesis_client_credentials_failing(d->kc), res);
+		d->state = DS_BACKOFF;
+		schedule_retry(d, 0);
+		if (d->not_before < now + (uint64_t)kinesis_client_credentials_retry_ms(d->kc))
+			d->not_before = now + (uint64_t)kinesis_client_credentials_retry_ms(d->kc);
+		return;
 	case EV_DEADLINE:
 		/* A backoff scheduled before the deadline was set may end after it: bring it forward. */
 		if (d->state == DS_BACKOFF && d->not_before > now + SHUTDOWN_RETRY_MS)
@@ -710,13 +764,21 @@ send_request(struct dispatcher *d)
 	rc = body_of(d, &body, &len);
 	if (rc == 0)
 		rc = kinesis_client_start(d->kc, body, len, timeout);
+	if (rc == -EAGAIN) {
+		struct reply_result res = { .outcome = REPLY_RETRY, .code = "CredentialsUnavailable" };
+
+		d->nreq = 0;
+		ds_step(d, EV_NO_CREDENTIALS, &res);
+		return;
+	}
 	if (rc < 0) {
 		/* Signing failed (no credentials) or no memory: nothing a quick retry fixes. */
 		struct reply_result res = { .outcome = REPLY_CONFIG };
 
 		snprintf(res.code, sizeof(res.code), "%s", rc == -EINVAL ? "MissingCredentials" : "LocalError");
 		snprintf(res.message, sizeof(res.message), "cannot sign or start a PutRecords request: %s%s",
-		    strerror(-rc), rc == -EINVAL ? " (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY missing?)" : "");
+		    strerror(-rc), rc == -EINVAL ? " (no AWS credentials: see \"Which credentials are used\" in "
+		    "docs/configuration.md)" : "");
 		d->nreq = 0;
 		ds_step(d, EV_CONFIG, &res);
 		return;
@@ -874,14 +936,15 @@ handle_reply(struct dispatcher *d, const struct kinesis_response *resp)
 	case REPLY_EXPIRED:
 		req_unsend(d);
 		atomic_fetch_add(&c->request_failures, 1);
-		log_info("credentials expired (%s): reloading them", res.code);
-		if (kinesis_client_reload_credentials(d->kc) < 0)
-			log_warnx("cannot reload the AWS credentials");
+		kinesis_client_invalidate_credentials(d->kc);
 		ds_step(d, EV_EXPIRED, &res);
 		break;
 	case REPLY_CONFIG:
 		req_unsend(d);
 		atomic_fetch_add(&c->request_failures, 1);
+		if (strcmp(res.code, "UnrecognizedClientException") == 0 ||
+		    strcmp(res.code, "InvalidSignatureException") == 0)
+			kinesis_client_invalidate_credentials(d->kc);   /* rotated keys: fetch afresh */
 		ds_step(d, EV_CONFIG, &res);
 		break;
 	case REPLY_INVALID:
@@ -1092,6 +1155,8 @@ dispatcher_main(const struct dispatcher_args *a)
 		}
 		if (stop != 0)
 			ds_step(d, EV_DEADLINE, NULL);
+		if (!d->restored && atomic_load(&d->ctl->restore_count) > 0)
+			on_restore(d, "first invocation");
 		update_flush(d);
 		step_send(d);
 		update_flush(d);
