@@ -12,7 +12,8 @@
 # launcher's cost is in both and cancels. Not root: both through a /bin/sh launcher, the extension through the layer's own loader
 # (`ld.so --library-path`, as its PT_INTERP and DT_RPATH point to /opt, absent here).
 # Kinesis: the fast local stub (tests/bench/kinesis_stub.js).
-# Knobs: BENCH_COLD_ROUNDS (3), BENCH_COLD_RUNS (10).
+# Knobs: BENCH_COLD_ROUNDS (3), BENCH_COLD_RUNS (10), BENCH_LAYER_ZIP (a layer zip of this machine's
+# architecture to measure instead of building one, e.g. an older build for a before/after comparison).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../controller/lib.sh"
@@ -23,7 +24,12 @@ BUILD_DIR=$KTE_ROOT/build
 ARCH=$(uname -m)
 case "$ARCH" in x86_64) LOADER=ld-linux-x86-64.so.2 ;; aarch64) ARCH=arm64 LOADER=ld-linux-aarch64.so.1 ;; esac
 
-make -s -C "$KTE_ROOT" layer >"$T/layer.log" 2>&1 || { tail "$T/layer.log"; fail "make layer failed"; }
+ZIP=${BENCH_LAYER_ZIP:-$BUILD_DIR/$EXT_NAME-$ARCH.zip}
+if [ -n "${BENCH_LAYER_ZIP:-}" ]; then
+	echo "layer: $ZIP (given), zip $(stat -c %s "$ZIP") bytes" >"$T/layer.log"
+else
+	make -s -C "$KTE_ROOT" layer >"$T/layer.log" 2>&1 || { tail "$T/layer.log"; fail "make layer failed"; }
+fi
 FLOOR=$BUILD_DIR/bench/floor-extension
 mkdir -p "$BUILD_DIR/bench"
 "${CC:-cc}" -std=gnu11 -O2 -Wall -Wextra -Werror -static -o "$FLOOR" "$here/floor/floor_extension.c" ||
@@ -37,7 +43,7 @@ if [ "$(id -u)" = 0 ] && [ ! -e /opt/$EXT_NAME ]; then
 	mkdir -p "$R/tmp" "$R/dev" "$R/opt"
 	chmod 1777 "$R/tmp"
 	mknod -m 666 "$R/dev/null" c 1 3
-	unzip -q "$BUILD_DIR/$EXT_NAME-$ARCH.zip" -d "$R/opt"
+	unzip -q "$ZIP" -d "$R/opt"
 	cp "$FLOOR" "$R/opt/extensions/floor-extension"
 	"${CC:-cc}" -std=gnu11 -O2 -Wall -Wextra -Werror -static -o "$T/launcher" "$here/floor/chroot_launcher.c" ||
 		fail "cannot build the chroot launcher"
@@ -47,9 +53,11 @@ if [ "$(id -u)" = 0 ] && [ ! -e /opt/$EXT_NAME ]; then
 	done
 	how="the layer unpacked in an otherwise empty root, both through a static chroot launcher"
 else
-	lib=$BUILD_DIR/layer/$EXT_NAME/lib
-	printf '#!/bin/sh\nexec %s/%s --library-path %s %s/layer/extensions/%s\n' "$lib" "$LOADER" "$lib" \
-		"$BUILD_DIR" "$EXT_NAME" >"$EL/extensions/$EXT_NAME"
+	mkdir -p "$T/unzipped"
+	unzip -q "$ZIP" -d "$T/unzipped"
+	lib=$T/unzipped/$EXT_NAME/lib
+	printf '#!/bin/sh\nexec %s/%s --library-path %s %s/unzipped/extensions/%s\n' "$lib" "$LOADER" "$lib" \
+		"$T" "$EXT_NAME" >"$EL/extensions/$EXT_NAME"
 	printf '#!/bin/sh\nexec %s\n' "$FLOOR" >"$FL/extensions/floor-extension"
 	how="not root: the layer through its own loader, both through /bin/sh"
 fi
