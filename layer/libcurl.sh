@@ -47,14 +47,14 @@ CONFIG=(--disable-shared --enable-static --with-pic --disable-dependency-trackin
 CFLAGS="-O2 -g0 -ffunction-sections -fdata-sections -fstack-protector-strong -D_FORTIFY_SOURCE=2"
 
 # The wanted version: the installed headers' (build machine architecture: the same source for both).
-VERSION=$(dpkg-query -W -f='${Version}' libcurl4-openssl-dev 2>/dev/null) ||
+VERSION=$(dpkg-query -W -f='${Version}\n' "libcurl4-openssl-dev:$(dpkg --print-architecture)" 2>/dev/null | head -n1) && [ -n "$VERSION" ] ||
 	die "libcurl4-openssl-dev is not installed (make deps)"
 key=$(printf '%s\n' "$ARCH" "$CC" "$CFLAGS" "${CONFIG[@]}" | sha256sum | cut -c1-12)
 
 # A prefix already built for this version and configuration: nothing to do, no network.
 find_prefix() {   # find_prefix VERSION
 	local p=$CACHE/curl-$1-$ARCH-$key
-	[ -f "$p/.complete" ] && { echo "$p"; return 0; }
+	[ -f "$p/.complete" ] && { (cd "$p" && pwd); return 0; }
 	return 1
 }
 if p=$(find_prefix "$VERSION"); then echo "$p"; exit 0; fi
