@@ -106,7 +106,7 @@ EXE=$OBJ_BUILD/layer-obj/$NAME
 rm -rf "${LAYER:?}/extensions" "${LAYER:?}/$NAME"
 mkdir -p "$LAYER/extensions" "$LAYER/$NAME/lib"
 # Not position-independent: a PIE would make the loader apply ~19,000 relative relocations (OpenSSL's and
-# libcurl's tables of pointers) and copy-on-write ~90 pages before main() on every cold start, about 1 ms
+# libcurl's tables of pointers) and copy-on-write ~90 pages before main() on every cold start
 # (docs/internals/layer.md). Address randomisation of libc, the stack, the heap and mmap stays; the three
 # processes are forks of one image, so they shared one executable layout anyway.
 "$CC" -pthread -no-pie -o "$EXE" \

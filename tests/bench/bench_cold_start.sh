@@ -106,5 +106,7 @@ console.log(`  floor (static: register, subscribe, next): exec -> register media
 console.log(`  extension (layer):                         exec -> register median ${f(med(all(ex, 1)))} ms, exec -> first next median ${f(med(all(ex, 2)))} ms`);
 console.log(`cold start, extension - floor: first next +${f(med(dn))} ms (rounds ${dn.map(f).join(', ')}), register +${f(med(dr))} ms (rounds ${dr.map(f).join(', ')})`);
 console.log(`Pss after init (1 invocation, frozen): extension median ${med(all(ex, 3))} kB (all its processes), floor ${med(all(fl, 3))} kB`);
+const mn = a => Math.min(...a);
+console.log(`  best case (min over all runs, the least disturbed by other load): first next +${f(mn(all(ex, 2)) - mn(all(fl, 2)))} ms, register +${f(mn(all(ex, 1)) - mn(all(fl, 1)))} ms (floor ${f(mn(all(fl, 2)))} ms, extension ${f(mn(all(ex, 2)))} ms)`);
 if (layerLine) console.log(layerLine);
 EOF

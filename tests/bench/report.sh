@@ -49,7 +49,7 @@ echo
 echo "Cold start (lambda-sim: exec -> first event/next, median):"
 pick bench_controller.sh.txt '^cold start|of which main|exec -> register'
 echo "Cold start of the layer as a difference to the floor (a static register/subscribe/next program):"
-pick bench_cold_start.sh.txt '^cold start, extension - floor|^  (floor|extension) \(|^Pss after init'
+pick bench_cold_start.sh.txt '^cold start, extension - floor|^  (floor|extension) \(|^  best case|^Pss after init'
 echo "Per-invocation overhead per flush policy (runtimeDone -> next, ms; Pss/RSS kB of the 3 processes):"
 pick bench_controller.sh.txt '^policy|^(end|continuous|periodic|adaptive)'
 echo "Sustained end to end (lambda-sim -> extension -> PutRecords):"
