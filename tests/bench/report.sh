@@ -19,7 +19,9 @@ if [ -n "$OUT" ]; then
 		echo "\`build/bench/out/\`. The figures are from one run on the machine named below; machines shared with other jobs"
 		echo "give noisy tails, so compare medians and ratios. Figures only: nothing here passes or fails on speed."
 		echo
-		echo "What is measured: cold start (exec to first \`next\`, in the simulator), per-invocation overhead per flush"
+		echo "What is measured: cold start (exec to first \`next\`, in the simulator; for the layer also as a"
+		echo "difference to a floor program that only registers, subscribes and calls \`next\`: bench_cold_start.sh,"
+		echo "[layer internals](internals/layer.md)), per-invocation overhead per flush"
 		echo "policy (runtimeDone to \`next\`) with the Pss of the three processes, sustained events/s end to end (the"
 		echo "simulator's function logging 5,000 records of 200-2,000 bytes per invocation), ring, listener, dispatcher"
 		echo "and codec throughput, and the layer's size."
