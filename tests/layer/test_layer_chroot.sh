@@ -15,7 +15,9 @@
 #
 # Architectures: the build machine's always; arm64 on an x86_64 machine too when qemu-user-static and
 # the cross toolchain are installed (`make layer ARCH=arm64` installs the latter), or when
-# KTE_LAYER_ARCHS names it explicitly (e.g. KTE_LAYER_ARCHS="x86_64 arm64").
+# KTE_LAYER_ARCHS names it explicitly (e.g. KTE_LAYER_ARCHS="x86_64 arm64": CI does, after installing both
+# with `.ci/deps.sh arm64`). qemu-aarch64-static is copied into the root and invoked directly (no binfmt_misc
+# needed); it runs the executable's own loader from the layer.
 # Needs root (chroot); CI runs as root. Skips, saying why, when not root.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
