@@ -17,7 +17,10 @@
  * KTE_COMPRESSION=gzip against none, for realistic function logs (Lambda text lines and
  * structured JSON lines with timestamps, request ids and varied words), event and ndjson.
  * Asserts nothing.
+ * Events carry the metadata the listener stores with them (type, requestId span), so
+ * partition keys come without parsing the JSON again, as in the extension.
  *   KTE_BENCH_EVENTS (default 300000) sets the number of events.
+ *   KTE_BENCH_NO_META=1 writes them without metadata (the dispatcher then scans each).
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -31,6 +34,7 @@
 #include <unistd.h>
 
 #include "dispatcher/dispatcher.h"
+#include "event_type.h"
 #include "kinesis_sink.h"
 #include "notify.h"
 
@@ -130,6 +134,26 @@ fill_log(char *ev, unsigned i, bool json)
 /* 0: fill_event; 1: JSON logs; 2: text logs. */
 static int filler;
 
+/* Writes one event as the listener would: with its metadata (unless KTE_BENCH_NO_META=1). */
+static int
+put_event(struct ring *r, const char *ev, size_t len)
+{
+	static const char key[] = "\"requestId\":\"";
+	struct iovec v = { (void *)(uintptr_t)ev, len };
+	struct ring_meta m = { 0, 0, EVENT_TYPE_FUNCTION, 0 };
+	const char *rid, *end;
+
+	if (getenv("KTE_BENCH_NO_META") != NULL)
+		return ring_write(r, ev, len);
+	if ((rid = memmem(ev, len, key, sizeof(key) - 1)) != NULL) {
+		rid += sizeof(key) - 1;
+		end = memchr(rid, '"', len - (size_t)(rid - ev));
+		m.rid_off = (uint32_t)(rid - ev);
+		m.rid_len = end != NULL ? (uint16_t)(end - rid) : 0;
+	}
+	return ring_writev_meta_wait(r, &v, &m, 1, 0, NULL);
+}
+
 /* Pss of pid in KiB, leaving out the shared ring (a memfd mapping). */
 static long
 pss_kib(pid_t pid)
@@ -200,7 +224,7 @@ run_one(const struct run *r, unsigned nevents, uint16_t port, struct result *out
 		fprintf(stderr, "config: %s\n", err);
 		return -1;
 	}
-	if (ring_create(&ring, (uint64_t)nevents * (EVENT_BYTES + 32) + (1u << 20)) < 0 ||
+	if (ring_create(&ring, (uint64_t)nevents * ring_record_size(EVENT_BYTES) + (1u << 20)) < 0 ||
 	    (ctl = control_new(&fds)) == NULL) {
 		perror("ring/control");
 		return -1;
@@ -208,7 +232,7 @@ run_one(const struct run *r, unsigned nevents, uint16_t port, struct result *out
 	for (unsigned i = 0; i < nevents; i++) {
 		int len = filler == 0 ? fill_event(ev, i) : fill_log(ev, i, filler == 1);
 
-		if (ring_write(&ring, ev, (size_t)len) < 0) {
+		if (put_event(&ring, ev, (size_t)len) < 0) {
 			fprintf(stderr, "ring full at %u\n", i);
 			return -1;
 		}
@@ -292,7 +316,7 @@ flush_latency(uint16_t port, unsigned nevents)
 		t0 = now_mono_us();
 		for (unsigned e = 0; e < nevents; e++) {
 			fill_event(ev, (unsigned)i * nevents + e);
-			if (ring_write(&ring, ev, EVENT_BYTES) < 0)
+			if (put_event(&ring, ev, EVENT_BYTES) < 0)
 				break;
 		}
 		req = atomic_fetch_add(&ctl->flush_requested, 1) + 1;
@@ -397,8 +421,9 @@ main(void)
 	if ((sink = fork()) == 0)
 		sink_serve(fd, NULL, NULL);
 	close(fd);
-	printf("dispatcher -> local sink (127.0.0.1:%u), %u events of %d bytes, SigV4 signed, best of %u runs "
-	    "(wall clock; the machine may be shared)\n", port, nevents, EVENT_BYTES, repeat);
+	printf("dispatcher -> local sink (127.0.0.1:%u), %u events of %d bytes%s, SigV4 signed, best of %u runs "
+	    "(wall clock; the machine may be shared)\n", port, nevents, EVENT_BYTES,
+	    getenv("KTE_BENCH_NO_META") != NULL ? " without metadata" : " with the listener's metadata", repeat);
 	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
 		struct result best = { 0 }, o;
 
