@@ -819,7 +819,7 @@ listener_run(const struct listener_args *a, int ring_wait_ms)
 		mg_exit_library();
 		watchdog_stop(&l, watchdog);
 	} else
-		log_warnx("civetweb did not stop in %d ms: leaving anyway", LISTENER_STOP_GRACE_MS);
+		log_info("civetweb still stopping after %d ms: its threads end with the process", LISTENER_STOP_GRACE_MS);
 	atomic_store(&a->ctl->listener_ready, 0);
 	return 0;
 }
