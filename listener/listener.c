@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
@@ -203,6 +204,22 @@ watchdog_run(void *p)
 	return NULL;
 }
 
+/*
+ * A worker's buffers live while it has a connection: a body buffer mapped on its own
+ * (munmap gives it back to the system, where free() would keep it in one of malloc's
+ * per-thread arenas) and the intake scratch. With 32 workers, buffers kept by each
+ * would add up to many MiB that only a few connections use.
+ */
+static void
+worker_release(struct worker *w)
+{
+	if (w->body != NULL)
+		munmap(w->body, w->cap);
+	w->body = NULL;
+	w->cap = 0;
+	intake_scratch_cleanup(&w->scratch);
+}
+
 static void *
 thread_init(const struct mg_context *ctx, int thread_type)
 {
@@ -246,8 +263,7 @@ thread_exit(const struct mg_context *ctx, int thread_type, void *p)
 	if (w->state != WORKER_IDLE)
 		l->held--;
 	pthread_mutex_unlock(&l->mu);
-	intake_scratch_cleanup(&w->scratch);
-	free(w->body);
+	worker_release(w);
 	free(w);
 }
 
@@ -270,12 +286,7 @@ connection_closed(const struct mg_connection *conn)
 
 	if (w == NULL)
 		return;
-	/* A large body buffer is not kept by every one of the many workers. */
-	if (w->cap > LISTENER_KEEP_BUFFER) {
-		free(w->body);
-		w->body = NULL;
-		w->cap = 0;
-	}
+	worker_release(w);
 	worker_enter(mg_get_user_context_data(conn), w, WORKER_IDLE, 0);
 }
 
@@ -345,7 +356,9 @@ worker_reserve(struct worker *w, size_t need)
 	cap = w->cap == 0 ? 64 * 1024 : w->cap;
 	while (cap < need)
 		cap *= 2;
-	if ((p = realloc(w->body, cap)) == NULL)
+	p = w->body == NULL ? mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) :
+	    mremap(w->body, w->cap, cap, MREMAP_MAYMOVE);
+	if (p == MAP_FAILED)
 		return -ENOMEM;
 	w->body = p;
 	w->cap = cap;

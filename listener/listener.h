@@ -41,8 +41,6 @@ struct listener_args {
 /* After an error reply, the rest of a body is read and discarded for at most this long / this much. */
 #define LISTENER_DRAIN_MS 1000
 #define LISTENER_DRAIN_MAX (64u << 20)
-/* A worker's body buffer larger than this is freed when its connection closes. */
-#define LISTENER_KEEP_BUFFER (1u << 20)
 
 /* The largest POST body accepted: 2 x cfg->buffer_max_bytes + LISTENER_BODY_SLACK. */
 size_t listener_body_limit(const struct kte_config *cfg);
