@@ -74,7 +74,7 @@ struct worker {
 	pthread_t tid;
 	enum worker_state state;
 	uint64_t since_ms;          /* when it entered state */
-	uint64_t deadline_ms;       /* BODY and DRAIN: woken from then on */
+	_Atomic uint64_t deadline_ms; /* BODY and DRAIN: woken from then on; brought forward to shed a body */
 };
 
 struct listener {
@@ -136,15 +136,20 @@ worker_enter(struct listener *l, struct worker *w, enum worker_state s, uint64_t
 
 /*
  * When the watchdog must wake this worker (UINT64_MAX: never): a body or a drain past
- * its deadline; a connection waiting for a request for LISTENER_SHED_MS while fewer
- * than LISTENER_SPARE_WORKERS workers are free (an idle keep-alive connection, or a
- * client that connected and sent nothing or half a request). Called under l->mu.
+ * its deadline; while fewer than LISTENER_SPARE_WORKERS workers are free, also a
+ * connection waiting for a request for LISTENER_SHED_MS (an idle keep-alive
+ * connection, or a client that connected and sent nothing or half a request) and a
+ * body still arriving after LISTENER_SHED_BODY_MS. Called under l->mu.
  */
 static uint64_t
 worker_due(const struct listener *l, const struct worker *w)
 {
 	switch (w->state) {
 	case WORKER_BODY:
+		/* A body takes milliseconds at memory speed: one still arriving after LISTENER_SHED_BODY_MS makes room. */
+		if (workers_short(l) && w->since_ms + LISTENER_SHED_BODY_MS < w->deadline_ms)
+			return w->since_ms + LISTENER_SHED_BODY_MS;
+		return w->deadline_ms;
 	case WORKER_DRAIN:
 		return w->deadline_ms;
 	case WORKER_WAITING:
@@ -186,6 +191,9 @@ watchdog_run(void *p)
 			uint64_t due = l->wake_all && w->state != WORKER_IDLE ? now : worker_due(l, w);
 
 			if (due <= now) {
+				/* A body shed before its deadline: read_body sees the new one and answers 408. */
+				if (w->state == WORKER_BODY && w->deadline_ms > now)
+					w->deadline_ms = now;
 				(void)pthread_kill(w->tid, LISTENER_WAKE_SIG);
 				due = now + LISTENER_REPOKE_MS;
 			}
@@ -366,15 +374,15 @@ worker_reserve(struct worker *w, size_t need)
 }
 
 /*
- * Reads the whole body into w->body before deadline_ms (the watchdog wakes a read
- * blocked past it). content_length < 0 means chunked (or unknown): read until the
+ * Reads the whole body into w->body before w->deadline_ms (the watchdog wakes a read
+ * blocked past it, or brings the deadline forward to shed the body). content_length < 0 means chunked (or unknown): read until the
  * end, growing the buffer, and give up with -EFBIG once more than limit bytes arrived.
  * Returns 0 with *len, -EFBIG, -ENOMEM, -ETIMEDOUT, or -EIO when the client went away
  * or sent nothing for request_timeout_ms.
  */
 static int
 read_body(struct mg_connection *conn, struct worker *w, long long content_length, size_t limit,
-    uint64_t deadline_ms, size_t *len)
+    size_t *len)
 {
 	size_t got = 0;
 	int n;
@@ -386,7 +394,7 @@ read_body(struct mg_connection *conn, struct worker *w, long long content_length
 			n = mg_read(conn, w->body + got, (size_t)content_length - got);
 			if (n > 0)
 				got += (size_t)n;
-			if (got < (size_t)content_length && now_mono_ms() >= deadline_ms)
+			if (got < (size_t)content_length && now_mono_ms() >= atomic_load(&w->deadline_ms))
 				return -ETIMEDOUT;
 			if (n <= 0)
 				return -EIO;
@@ -402,7 +410,7 @@ read_body(struct mg_connection *conn, struct worker *w, long long content_length
 				return -ENOMEM;
 		}
 		n = mg_read(conn, w->body + got, (w->cap < limit + 1 ? w->cap : limit + 1) - got);
-		if (now_mono_ms() >= deadline_ms)
+		if (now_mono_ms() >= atomic_load(&w->deadline_ms))
 			return -ETIMEDOUT;
 		if (n < 0)
 			return -EIO;
@@ -493,10 +501,8 @@ handle_request(struct listener *l, struct worker *w, struct mg_connection *conn)
 			mg_printf(conn, "HTTP/1.1 100 Continue\r\n\r\n");
 	}
 	{
-		uint64_t deadline = now_mono_ms() + LISTENER_BODY_MS;
-
-		worker_enter(l, w, WORKER_BODY, deadline);
-		rc = read_body(conn, w, ri->content_length, l->body_limit, deadline, &len);
+		worker_enter(l, w, WORKER_BODY, now_mono_ms() + LISTENER_BODY_MS);
+		rc = read_body(conn, w, ri->content_length, l->body_limit, &len);
 		/* From here no deadline: a batch may wait for ring space (intake.ring_wait_ms). */
 		worker_enter(l, w, WORKER_INTAKE, 0);
 	}

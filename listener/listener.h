@@ -30,6 +30,8 @@ struct listener_args {
 #define LISTENER_SPARE_WORKERS 4
 /* ... after waiting that long for one (a client sends its request as soon as it connects). */
 #define LISTENER_SHED_MS 100
+/* ... and so are bodies still arriving after this long (408), well before their deadline. */
+#define LISTENER_SHED_BODY_MS 500
 /* Accepted connections queued for a worker (civetweb's connection_queue), and the listen backlog. */
 #define LISTENER_BACKLOG 128
 /* Request line and headers, in total, from taking the connection (request_timeout_ms). */
