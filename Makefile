@@ -144,15 +144,15 @@ bench-run: $(EXE) $(SIM) $(BENCH_BIN)
 	  $$b >$$o 2>&1; rc=$$?; cat $$o; [ $$rc -eq 0 ] || exit 1; done
 	@for s in $(sort $(wildcard tests/bench/bench_*.sh)); do echo "== $$s"; o=$(BUILD)/bench/out/$$(basename $$s).txt; \
 	  bash $$s >$$o 2>&1; rc=$$?; cat $$o; [ $$rc -eq 0 ] || exit 1; done
-	@bash tests/bench/report.sh $(BUILD)/bench/out
+	@bash tests/bench/report.sh $(BUILD)/bench/out docs/benchmarks.md
 
 # libFuzzer targets: clang, sanitizers, the library sources compiled in directly.
 FUZZ_CC   ?= clang
 fuzz: deps
 	@mkdir -p $(BUILD)/fuzz
 	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  $(FUZZ_CC) $(CSTD) -O1 -g -fsanitize=fuzzer,address,undefined -I. -Icommon $(PKG_CFLAGS) \
-	    -o $(BUILD)/fuzz/$$n $$f $(LIB_SRC) $(LDLIBS) || exit 1; \
+	  $(FUZZ_CC) $(CSTD) -O1 -g -fsanitize=fuzzer,address,undefined -I. -Icommon -Itests/support $(PKG_CFLAGS) \
+	    -o $(BUILD)/fuzz/$$n $$f $(LIB_SRC) tests/support/base64_decode.c $(LDLIBS) || exit 1; \
 	  mkdir -p tests/fuzz/corpus/$$n $(BUILD)/fuzz/corpus-$$n; \
 	  echo "== fuzz $$n for $(FUZZ_SECONDS)s"; \
 	  $(BUILD)/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 \

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "endpoint.h"
 #include "log.h"
 
 struct config_ctx {
@@ -212,11 +213,88 @@ stream_arn_parse(const char *arn, char *region, size_t regionlen, const char **n
 	return true;
 }
 
+/* "true" or "false" (any case), as the SDKs read their boolean variables; unset = false. */
+static bool
+config_aws_bool(struct config_ctx *c, const char *name, bool *bad)
+{
+	const char *v = config_get(c, name);
+
+	if (v == NULL || strcasecmp(v, "false") == 0)
+		return false;
+	if (strcasecmp(v, "true") == 0)
+		return true;
+	config_fail(c, "%s=\"%s\" is invalid: expected true or false", name, v);
+	*bad = true;
+	return false;
+}
+
+/*
+ * The endpoint, as the AWS SDKs choose it: KTE_KINESIS_ENDPOINT, else
+ * AWS_ENDPOINT_URL_KINESIS, else AWS_ENDPOINT_URL (these two unless
+ * AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true), else the Kinesis endpoint rule set for the
+ * region, AWS_USE_FIPS_ENDPOINT, AWS_USE_DUALSTACK_ENDPOINT and the stream ARN
+ * (PutRecords is a data-plane operation). Returns 0 or -EINVAL (reported).
+ */
+static int
+config_endpoint(struct config_ctx *c, struct kte_config *cfg)
+{
+	static const char *const vars[] = { "AWS_ENDPOINT_URL_KINESIS", "AWS_ENDPOINT_URL" };
+	struct endpoint_params p = { .region = cfg->region, .operation_type = "data" };
+	struct endpoint_url u;
+	char why[256];
+	bool ignore, bad = false;
+
+	cfg->use_fips = config_aws_bool(c, "AWS_USE_FIPS_ENDPOINT", &bad);
+	cfg->use_dual_stack = config_aws_bool(c, "AWS_USE_DUALSTACK_ENDPOINT", &bad);
+	ignore = config_aws_bool(c, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", &bad);
+	if (bad)
+		return -EINVAL;
+	/* The region becomes part of a host name and of the signature's scope. */
+	if (!endpoint_host_label_valid(cfg->region)) {
+		config_fail(c, "region \"%s\" is invalid: expected letters, digits and '-'", cfg->region);
+		return -EINVAL;
+	}
+	if (cfg->kinesis_endpoint[0] != '\0') {
+		p.endpoint = cfg->kinesis_endpoint;
+		snprintf(cfg->endpoint_source, sizeof(cfg->endpoint_source), "KTE_KINESIS_ENDPOINT");
+	}
+	for (size_t i = 0; i < 2 && p.endpoint == NULL && !ignore; i++) {
+		if ((p.endpoint = config_get(c, vars[i])) == NULL)
+			continue;
+		if (strlen(p.endpoint) >= sizeof(cfg->endpoint_url)) {
+			config_fail(c, "%s is too long (%zu bytes, at most %zu)", vars[i], strlen(p.endpoint),
+			    sizeof(cfg->endpoint_url) - 1);
+			return -EINVAL;
+		}
+		snprintf(cfg->endpoint_source, sizeof(cfg->endpoint_source), "%s", vars[i]);
+	}
+	if (p.endpoint == NULL)
+		snprintf(cfg->endpoint_source, sizeof(cfg->endpoint_source), "the Kinesis endpoint rules");
+	p.use_fips = cfg->use_fips;
+	p.use_dual_stack = cfg->use_dual_stack;
+	p.stream_arn = cfg->stream_arn[0] != '\0' ? cfg->stream_arn : NULL;
+	if (endpoint_resolve(&p, cfg->endpoint_url, sizeof(cfg->endpoint_url), why, sizeof(why)) != 0) {
+		config_fail(c, "no Kinesis endpoint: %s (region %s%s%s%s%s)", why[0] ? why : "the URL is too long",
+		    cfg->region, p.endpoint != NULL ? ", endpoint from " : "",
+		    p.endpoint != NULL ? cfg->endpoint_source : "",
+		    cfg->use_fips ? ", AWS_USE_FIPS_ENDPOINT=true" : "",
+		    cfg->use_dual_stack ? ", AWS_USE_DUALSTACK_ENDPOINT=true" : "");
+		return -EINVAL;
+	}
+	if (endpoint_url_parse(cfg->endpoint_url, &u, why, sizeof(why)) != 0) {
+		config_fail(c, "%s=\"%s\" is invalid: %s", cfg->endpoint_source, cfg->endpoint_url,
+		    why[0] ? why : "too long");
+		return -EINVAL;
+	}
+	cfg->endpoint_cleartext = !u.https && !endpoint_host_is_loopback(u.host);
+	return 0;
+}
+
 static void
 config_destination(struct config_ctx *c, struct kte_config *cfg)
 {
 	char arn_region[64] = "";
-	const char *ep, *arn_name = NULL;
+	const char *arn_name = NULL;
 
 	config_str(c, "KTE_STREAM_NAME", cfg->stream_name, sizeof(cfg->stream_name), "");
 	config_str(c, "KTE_STREAM_ARN", cfg->stream_arn, sizeof(cfg->stream_arn), "");
@@ -256,13 +334,8 @@ config_destination(struct config_ctx *c, struct kte_config *cfg)
 		config_fail(c, "no region: set AWS_REGION (Lambda always does)");
 		return;
 	}
-	ep = cfg->kinesis_endpoint;
-	if (ep[0] != '\0' && strncmp(ep, "http://", 7) != 0 && strncmp(ep, "https://", 8) != 0) {
-		config_fail(c, "KTE_KINESIS_ENDPOINT=\"%s\" is invalid: expected an http:// or https:// URL",
-		    ep);
-		return;
-	}
-	cfg->shipping_enabled = true;
+	if (config_endpoint(c, cfg) == 0)
+		cfg->shipping_enabled = true;
 }
 
 static void

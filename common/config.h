@@ -27,9 +27,15 @@ struct kte_config {
 	/* Destination */
 	char stream_name[129];              /* KTE_STREAM_NAME */
 	char stream_arn[CONFIG_STR_MAX];    /* KTE_STREAM_ARN */
-	char kinesis_endpoint[CONFIG_STR_MAX]; /* KTE_KINESIS_ENDPOINT, "" = https://kinesis.<region>.amazonaws.com */
+	char kinesis_endpoint[CONFIG_STR_MAX]; /* KTE_KINESIS_ENDPOINT as given ("" = unset) */
 	char region[64];                    /* the ARN's region, else AWS_REGION, else AWS_DEFAULT_REGION */
 	char ca_bundle[CONFIG_STR_MAX];     /* KTE_CA_BUNDLE, "" = search the usual places */
+	/* Where requests go: docs/configuration.md, "Which endpoint is used". */
+	char endpoint_url[CONFIG_STR_MAX];  /* the URL in use: configured, else from the Kinesis rule set */
+	char endpoint_source[32];           /* the variable it came from, or "the Kinesis endpoint rules" */
+	bool use_fips;                      /* AWS_USE_FIPS_ENDPOINT */
+	bool use_dual_stack;                /* AWS_USE_DUALSTACK_ENDPOINT */
+	bool endpoint_cleartext;            /* http:// to a host off this machine (warned once at start) */
 
 	/* Listener and subscription */
 	char listener_host[256];            /* KTE_LISTENER_HOST, default sandbox.localdomain */

@@ -23,25 +23,6 @@ log_set_level(enum log_level level)
 	log_threshold = level;
 }
 
-enum log_level
-log_get_level(void)
-{
-	return log_threshold;
-}
-
-int
-log_level_parse(const char *s)
-{
-	static const char *names[] = { "error", "warn", "info", "debug" };
-
-	for (int i = 0; i < 4; i++)
-		if (strcasecmp(s, names[i]) == 0)
-			return i;
-	if (strcasecmp(s, "warning") == 0)
-		return LOG_LEVEL_WARN;
-	return -1;
-}
-
 static void
 log_vwrite(enum log_level level, int errnum, const char *fmt, va_list ap)
 {

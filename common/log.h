@@ -14,9 +14,6 @@ enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_
 /* Sets the tag printed on every line and the threshold. Call once per process (again after fork). */
 void log_init(const char *procname, enum log_level level);
 void log_set_level(enum log_level level);
-enum log_level log_get_level(void);
-/* Parses "error", "warn", "info", "debug" (case-insensitive); returns -1 if unknown. */
-int log_level_parse(const char *s);
 
 void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));   /* appends strerror(errno) */

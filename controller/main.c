@@ -655,6 +655,12 @@ main(int argc, char **argv)
 		log_error("configuration error: %s; telemetry will NOT be shipped%s", err,
 		    c->cfg.strict ? " (KTE_STRICT=1: failing init)" :
 		    " (the function runs normally; set KTE_STRICT=1 to fail init instead)");
+	else
+		log_info("Kinesis endpoint %s (from %s)", c->cfg.endpoint_url, c->cfg.endpoint_source);
+	/* Said once, here: the dispatcher may be restarted, the configuration is not. */
+	if (rc == 0 && c->cfg.endpoint_cleartext)
+		log_warnx("the Kinesis endpoint %s is plain http:// to a host off this machine: the session "
+		    "token and the telemetry travel in clear", c->cfg.endpoint_url);
 
 	if ((runtime_api = getenv("AWS_LAMBDA_RUNTIME_API")) == NULL || *runtime_api == '\0')
 		fatalx("AWS_LAMBDA_RUNTIME_API is not set: not running as a Lambda extension");

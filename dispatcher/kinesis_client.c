@@ -10,6 +10,7 @@
 
 #include <curl/curl.h>
 
+#include "endpoint.h"
 #include "log.h"
 #include "notify.h"
 
@@ -26,7 +27,8 @@ struct kinesis_client {
 	struct curl_slist *headers;
 	bool busy;
 	char url[CONFIG_STR_MAX + 64];
-	char host[CONFIG_STR_MAX];      /* the Host header, as signed */
+	char host[ENDPOINT_HOST_MAX + 8]; /* the Host header, as signed */
+	char path[ENDPOINT_PATH_MAX];   /* the path on the request line, as signed */
 	char region[64];
 	char ca_bundle[CONFIG_STR_MAX];
 	char *reply;
@@ -102,28 +104,25 @@ kc_header(char *buf, size_t size, size_t nitems, void *ud)
 	return n;
 }
 
-/* The authority of url without a default port: what curl sends as Host. */
+/*
+ * URL, Host header and path from the endpoint config chose (cfg->endpoint_url): the path
+ * is sent as normalised, so the path signed is the path the server receives.
+ */
 static int
-kc_host_from_url(const char *url, char *host, size_t hostlen)
+kc_endpoint(struct kinesis_client *kc, const struct kte_config *cfg)
 {
-	const char *p = strstr(url, "://"), *end;
-	bool https = strncasecmp(url, "https://", 8) == 0;
-	size_t n;
+	struct endpoint_url u;
+	char why[128] = "";
+	int rc, n;
 
-	if (p == NULL)
-		return -EINVAL;
-	p += 3;
-	end = p + strcspn(p, "/?#");
-	n = (size_t)(end - p);
-	if (n == 0 || n >= hostlen)
-		return -EINVAL;
-	memcpy(host, p, n);
-	host[n] = '\0';
-	if ((https && n > 4 && strcmp(host + n - 4, ":443") == 0))
-		host[n - 4] = '\0';
-	else if (!https && n > 3 && strcmp(host + n - 3, ":80") == 0)
-		host[n - 3] = '\0';
-	return 0;
+	if ((rc = endpoint_url_parse(cfg->endpoint_url, &u, why, sizeof(why))) < 0) {
+		log_warnx("endpoint \"%s\" is unusable: %s", cfg->endpoint_url, why[0] ? why : strerror(-rc));
+		return rc;
+	}
+	snprintf(kc->host, sizeof(kc->host), "%s", u.authority);
+	snprintf(kc->path, sizeof(kc->path), "%s", u.path);
+	n = snprintf(kc->url, sizeof(kc->url), "%s://%s%s", u.https ? "https" : "http", u.authority, u.path);
+	return n < 0 || (size_t)n >= sizeof(kc->url) ? -ENAMETOOLONG : 0;
 }
 
 static const char *
@@ -147,13 +146,7 @@ kinesis_client_new(const struct kte_config *cfg)
 	if ((kc = calloc(1, sizeof(*kc))) == NULL)
 		return NULL;
 	snprintf(kc->region, sizeof(kc->region), "%s", cfg->region);
-	if (cfg->kinesis_endpoint[0] != '\0')
-		snprintf(kc->url, sizeof(kc->url), "%s", cfg->kinesis_endpoint);
-	else
-		snprintf(kc->url, sizeof(kc->url), "https://kinesis.%s.amazonaws.com%s/", cfg->region,
-		    strncmp(cfg->region, "cn-", 3) == 0 ? ".cn" : "");
-	if ((rc = kc_host_from_url(kc->url, kc->host, sizeof(kc->host))) < 0) {
-		log_warnx("endpoint %s has no host", kc->url);
+	if ((rc = kc_endpoint(kc, cfg)) < 0) {
 		free(kc);
 		errno = -rc;
 		return NULL;
@@ -271,8 +264,8 @@ kc_headers(struct kinesis_client *kc, const char *body, size_t len)
 
 	kc_headers_free(kc->headers);
 	kc->headers = NULL;
-	rc = sigv4_sign_kinesis(&kc->cache, &kc->cred, kc->region, kc->host, KC_TARGET, body, len,
-	    time(NULL), &sh);
+	rc = sigv4_sign_kinesis_path(&kc->cache, &kc->cred, kc->region, kc->host, kc->path, KC_TARGET, body,
+	    len, time(NULL), &sh);
 	if (rc < 0)
 		return rc;
 	snprintf(line, sizeof(line), "Host: %s", kc->host);

@@ -31,8 +31,8 @@ struct kinesis_response {
 };
 
 /*
- * Builds the endpoint (cfg->kinesis_endpoint, or https://kinesis.<region>.amazonaws.com
- * and .com.cn for cn- regions), finds the CA bundle and loads the credentials.
+ * Sends to cfg->endpoint_url (chosen by config: common/endpoint.h), its path normalised
+ * and signed as sent; finds the CA bundle and loads the credentials.
  * Returns the client or NULL (errno set); free with kinesis_client_free.
  */
 struct kinesis_client *kinesis_client_new(const struct kte_config *cfg)

@@ -691,6 +691,14 @@ sigv4_sign_kinesis(struct sigv4_key_cache *cache, const struct sigv4_credentials
     const char *region, const char *host, const char *amz_target, const void *body,
     size_t body_len, time_t now, struct sigv4_kinesis_headers *out)
 {
+	return sigv4_sign_kinesis_path(cache, cred, region, host, "/", amz_target, body, body_len, now, out);
+}
+
+int
+sigv4_sign_kinesis_path(struct sigv4_key_cache *cache, const struct sigv4_credentials *cred,
+    const char *region, const char *host, const char *path, const char *amz_target, const void *body,
+    size_t body_len, time_t now, struct sigv4_kinesis_headers *out)
+{
 	struct sigv4_header h[3];
 	struct sigv4_request req = { 0 };
 	struct sigv4_params p = { 0 };
@@ -699,14 +707,14 @@ sigv4_sign_kinesis(struct sigv4_key_cache *cache, const struct sigv4_credentials
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (cred == NULL || region == NULL || host == NULL || amz_target == NULL ||
-	    host[0] == '\0' || amz_target[0] == '\0')
+	if (cred == NULL || region == NULL || host == NULL || amz_target == NULL || path == NULL ||
+	    host[0] == '\0' || amz_target[0] == '\0' || path[0] != '/')
 		return -EINVAL;
 	h[0] = (struct sigv4_header){ "content-type", SIGV4_KINESIS_CONTENT_TYPE };
 	h[1] = (struct sigv4_header){ "host", host };
 	h[2] = (struct sigv4_header){ "x-amz-target", amz_target };
 	req.method = "POST";
-	req.path = "/";
+	req.path = path;
 	req.headers = h;
 	req.n_headers = 3;
 	req.body = body;

@@ -81,6 +81,17 @@ int sigv4_sign_kinesis(struct sigv4_key_cache *cache, const struct sigv4_credent
     size_t body_len, time_t now, struct sigv4_kinesis_headers *out)
     __attribute__((warn_unused_result));
 
+/*
+ * The same for an endpoint whose URL has a path: path is the path sent on the request
+ * line (absolute, normalised: endpoint_url_parse gives it), and the canonical URI is
+ * built from it, so a verifier sees the signature of the request it received.
+ * sigv4_sign_kinesis() is this with path "/". Same returns; -EINVAL if path is not absolute.
+ */
+int sigv4_sign_kinesis_path(struct sigv4_key_cache *cache, const struct sigv4_credentials *cred,
+    const char *region, const char *host, const char *path, const char *amz_target, const void *body,
+    size_t body_len, time_t now, struct sigv4_kinesis_headers *out)
+    __attribute__((warn_unused_result));
+
 /* One request header for the generic signer; names are case-insensitive, repeats allowed. */
 struct sigv4_header {
 	const char *name;

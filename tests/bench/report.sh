@@ -4,9 +4,32 @@
 # cold start, per-invocation overhead per flush policy, sustained events/s end to end,
 # ring / listener / dispatcher / codec throughput, memory (Pss of the three processes)
 # and the layer size. A figure whose benchmark did not print it shows as "(missing)".
-#   bash tests/bench/report.sh DIR
+# With OUT, the report is also written there as a Markdown page (make bench: docs/benchmarks.md).
+#   bash tests/bench/report.sh DIR [OUT]
 set -u
-D=${1:?usage: report.sh DIR}
+D=${1:?usage: report.sh DIR [OUT]}
+OUT=${2:-}
+if [ -n "$OUT" ]; then
+	report=$(bash "$0" "$D")
+	echo "$report"
+	{
+		echo "# Benchmarks"
+		echo
+		echo "Written by \`make bench\` (tests/bench/report.sh); do not edit by hand. Each benchmark's full output is in"
+		echo "\`build/bench/out/\`. The figures are from one run on the machine named below; machines shared with other jobs"
+		echo "give noisy tails, so compare medians and ratios. Figures only: nothing here passes or fails on speed."
+		echo
+		echo "What is measured: cold start (exec to first \`next\`, in the simulator), per-invocation overhead per flush"
+		echo "policy (runtimeDone to \`next\`) with the Pss of the three processes, sustained events/s end to end (the"
+		echo "simulator's function logging 5,000 records of 200-2,000 bytes per invocation), ring, listener, dispatcher"
+		echo "and codec throughput, and the layer's size."
+		echo
+		echo '```text'
+		echo "$report"
+		echo '```'
+	} >"$OUT"
+	exit 0
+fi
 
 # pick FILE REGEX [MAX]: the matching lines of one benchmark's output, indented.
 pick() {

@@ -184,16 +184,18 @@ proxy_stats() {
 
 # sim_start NAME STREAM FORMAT POLICY [simulator options...]: runs the extension in the
 # simulator in the background, shipping to STREAM (through the proxy when one runs).
+# The endpoint is given in $E2E_ENDPOINT_VAR (default KTE_KINESIS_ENDPOINT), at
+# $E2E_ENDPOINT if set.
 # Ids are prefixed with NAME-, files are $T/NAME.{summary.json,ids,log,out}.
 sim_start() {
 	local name=$1 stream=$2 format=$3 policy=$4 endpoint
 	shift 4
 	RUN=$name
-	endpoint=${FAULT_PROXY_ENDPOINT:-$KINESIS_MOCK_ENDPOINT}
+	endpoint=${E2E_ENDPOINT:-${FAULT_PROXY_ENDPOINT:-$KINESIS_MOCK_ENDPOINT}}
 	LISTENER_PORT=$(free_port)
 	"$KTE_SIM" --layer "$LAYER" --summary "$T/$RUN.summary.json" --ids "$T/$RUN.ids" --id-prefix "$RUN-" \
 		--env "KTE_LISTENER_HOST=127.0.0.1" --env "KTE_LISTENER_PORT=$LISTENER_PORT" \
-		--env "KTE_STREAM_NAME=$stream" --env "KTE_KINESIS_ENDPOINT=$endpoint" \
+		--env "KTE_STREAM_NAME=$stream" --env "${E2E_ENDPOINT_VAR:-KTE_KINESIS_ENDPOINT}=$endpoint" \
 		--env "AWS_REGION=$KINESIS_MOCK_REGION" --env "KTE_RECORD_FORMAT=$format" \
 		--env "KTE_FLUSH=$policy" "$@" \
 		>"$T/$RUN.out" 2>"$T/$RUN.log" &

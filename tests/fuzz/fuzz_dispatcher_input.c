@@ -13,6 +13,7 @@
 #include <json-c/json.h>
 
 #include "dispatcher/base64.h"
+#include "base64_decode.h"
 #include "dispatcher/batch.h"
 #include "dispatcher/pkey.h"
 #include "dispatcher/reply.h"

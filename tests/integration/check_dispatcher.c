@@ -25,6 +25,7 @@
 #include <json-c/json.h>
 
 #include "dispatcher/base64.h"
+#include "base64_decode.h"
 #include "dispatcher/dispatcher.h"
 #include "dispatcher/sigv4.h"
 #include "kinesis_sink.h"

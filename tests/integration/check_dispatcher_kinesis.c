@@ -21,6 +21,7 @@
 #include <json-c/json.h>
 
 #include "dispatcher/base64.h"
+#include "base64_decode.h"
 #include "dispatcher/dispatcher.h"
 #include "notify.h"
 

@@ -158,6 +158,7 @@ serve_conn(struct sink *s, int fd)
 	size_t cap = 1 << 20, len = 0;
 	char *buf = malloc(cap);
 	char target[128], auth[1024], date[64], token[4096], host[256], ctype[128], clen[32];
+	char method[16], path[1024];
 	int one = 1;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -211,10 +212,12 @@ serve_conn(struct sink *s, int fd)
 		header(buf, hdr_end + 2, "host:", host, sizeof(host));
 		header(buf, hdr_end + 2, "content-type:", ctype, sizeof(ctype));
 		body = buf + hlen;
+		if (sscanf(buf, "%15s %1023s", method, path) != 2)
+			method[0] = path[0] = '\0';
 		req = (struct sink_request){ .seq = atomic_fetch_add(&s->seq, 1) + 1, .target = target,
 		    .authorization = auth, .amz_date = date, .security_token = token, .host = host,
 		    .content_type = ctype, .body = body, .body_len = blen,
-		    .nrecords = count_records(body, blen) };
+		    .nrecords = count_records(body, blen), .method = method, .path = path };
 		memset(&rep, 0, sizeof(rep));
 		if (s->h != NULL)
 			s->h(s->ctx, &req, &rep);

@@ -23,6 +23,8 @@ struct sink_request {
 	const char *body;
 	size_t body_len;
 	unsigned nrecords;              /* "Data" entries in the body */
+	const char *method;             /* from the request line, e.g. "POST" */
+	const char *path;               /* from the request line, as received, e.g. "/" */
 };
 
 struct sink_reply {

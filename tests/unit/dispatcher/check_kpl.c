@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 
 #include "dispatcher/base64.h"
+#include "base64_decode.h"
 #include "dispatcher/kpl.h"
 
 /* ---- An independent reader of what kpl_encode writes (proto2 wire format). ---- */
