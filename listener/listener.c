@@ -52,7 +52,7 @@
  * Then how long for civetweb to wind down before leaving anyway: the controller
  * SIGKILLs a child 200 ms after SIGTERM.
  */
-#define LISTENER_STOP_GRACE_MS 80
+#define LISTENER_STOP_GRACE_MS 30
 
 /*
  * What a worker thread is doing, for the watchdog. Changed only by worker_enter, by
@@ -771,11 +771,21 @@ listener_run(const struct listener_args *a, int ring_wait_ms)
 	sigaddset(&stopset, SIGTERM);
 	sigaddset(&stopset, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &stopset, NULL);
-	/* No SA_RESTART: the wake-up must make a blocking poll() return. */
+	/*
+	 * No SA_RESTART: the wake-up must make a blocking poll() return. Unblocked
+	 * whatever mask was inherited; civetweb's threads inherit this one.
+	 */
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = wake_handler;
 	sigemptyset(&sa.sa_mask);
 	sigaction(LISTENER_WAKE_SIG, &sa, NULL);
+	{
+		sigset_t wake;
+
+		sigemptyset(&wake);
+		sigaddset(&wake, LISTENER_WAKE_SIG);
+		pthread_sigmask(SIG_UNBLOCK, &wake, NULL);
+	}
 
 	memset(&l, 0, sizeof(l));
 	l.ctl = a->ctl;
