@@ -459,7 +459,9 @@ refuse(struct listener *l, struct worker *w, struct mg_connection *conn, int sta
     const char *text)
 {
 	const struct mg_request_info *ri = mg_get_request_info(conn);
-	bool body = ri->content_length != 0;
+	const char *te = mg_get_header(conn, "Transfer-Encoding");
+	/* civetweb says -1 both for chunked and for no body at all (a GET). */
+	bool body = ri->content_length > 0 || (te != NULL && strcasestr(te, "chunked") != NULL);
 
 	reply(l, conn, status, allow, text, body);
 	if (body)

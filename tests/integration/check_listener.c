@@ -284,6 +284,13 @@ START_TEST(test_bad_inputs_each_status)
 	}
 	ck_assert_int_eq(lfix_request(h, &f, "GET", "/", NULL, 0, 0), 405);
 	ck_assert_int_eq(lfix_request(h, &f, "PUT", "/", good.body, good.len, 0), 405);
+	{
+		long conns = -1;
+
+		/* The GET had no body to drain: its connection stayed open for the PUT. */
+		curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &conns);
+		ck_assert_int_eq(conns, 0);
+	}
 	ck_assert_int_eq(lfix_request(h, &f, "DELETE", LISTENER_PATH, NULL, 0, 0), 405);
 	ck_assert_int_eq(post(h, &f, "/other", "[]"), 404);
 	ck_assert_int_eq(lfix_request(h, &f, "GET", "/telemetry/x", NULL, 0, 0), 404);
