@@ -368,6 +368,30 @@ config_min_log_level(struct config_ctx *c, struct kte_config *cfg)
 	cfg->min_log_level = v == NULL ? -1 : config_enum(c, "KTE_MIN_FUNCTION_LOG_LEVEL", names, 6, -1);
 }
 
+/*
+ * CloudWatch namespaces: 1-255 of [A-Za-z0-9.-_/#: ], not starting with "AWS/" (reserved
+ * for AWS services). A bad one would make CloudWatch drop every line, silently.
+ */
+static void
+config_metrics(struct config_ctx *c, struct kte_config *cfg)
+{
+	const char *p;
+
+	cfg->metrics = config_bool(c, "KTE_METRICS", true);
+	config_str(c, "KTE_METRICS_NAMESPACE", cfg->metrics_namespace, sizeof(cfg->metrics_namespace),
+	    "KinesisTelemetryExtension");
+	config_u32(c, "KTE_METRICS_INTERVAL_MS", &cfg->metrics_interval_ms, 60000, 1000, 3600000);
+	for (p = cfg->metrics_namespace; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		    strchr(".-_/#: ", *p) != NULL))
+			break;
+	if (*p != '\0' || strncmp(cfg->metrics_namespace, "AWS/", 4) == 0) {
+		config_fail(c, "KTE_METRICS_NAMESPACE=\"%s\" is invalid: expected 1-255 characters of "
+		    "[A-Za-z0-9.-_/#: ], not starting with AWS/", cfg->metrics_namespace);
+		snprintf(cfg->metrics_namespace, sizeof(cfg->metrics_namespace), "KinesisTelemetryExtension");
+	}
+}
+
 int
 config_load_from(struct kte_config *cfg, const char *(*get)(const char *, void *), void *ctx,
     char *err, size_t errlen)
@@ -425,6 +449,8 @@ config_load_from(struct kte_config *cfg, const char *(*get)(const char *, void *
 	config_u32(&c, "KTE_FLUSH_BUDGET_MS", &cfg->flush_budget_ms, 500, 0, 60000);
 	config_u32(&c, "KTE_SHUTDOWN_MARGIN_MS", &cfg->shutdown_margin_ms, 100, 10, 1000);
 	cfg->overflow = config_enum(&c, "KTE_OVERFLOW", overflows, 2, OVERFLOW_WAIT);
+
+	config_metrics(&c, cfg);
 
 	/* Last: a missing destination is the most common problem, but the others are more specific. */
 	config_destination(&c, cfg);

@@ -77,6 +77,11 @@ struct kte_config {
 	uint32_t shutdown_margin_ms;        /* KTE_SHUTDOWN_MARGIN_MS: exit this long before deadlineMs, default 100 */
 	enum overflow_policy overflow;      /* KTE_OVERFLOW wait|drop, default wait */
 
+	/* Self-metrics (controller/metrics.h): EMF lines on stdout */
+	bool metrics;                       /* KTE_METRICS on|off, default on */
+	char metrics_namespace[256];        /* KTE_METRICS_NAMESPACE, default KinesisTelemetryExtension */
+	uint32_t metrics_interval_ms;       /* KTE_METRICS_INTERVAL_MS: at most one line per interval, default 60000 */
+
 	/* Behaviour */
 	int log_level;                      /* KTE_LOG_LEVEL error|warn|info|debug, default info */
 	bool strict;                        /* KTE_STRICT=1: config errors become init/error */

@@ -58,6 +58,19 @@ struct dispatcher_drops {
 	uint64_t reported_ms;                   /* epoch ms that summary was built; 0: none yet */
 };
 
+/*
+ * Arrival -> acknowledgement latency of events, as a log-scale histogram (bucket bounds in
+ * common/latency.h), plus two maxima that restart with each metrics window. Written by the
+ * dispatcher only (latency_record, latency_ring_used), read by the controller.
+ */
+#define LATENCY_BUCKETS 80
+struct latency_hist {
+	_Atomic uint64_t bucket[LATENCY_BUCKETS]; /* events acknowledged, cumulative per bucket */
+	_Atomic uint64_t window;             /* metrics_window value the maxima below belong to */
+	_Atomic uint64_t max_ms;             /* highest latency recorded in that window */
+	_Atomic uint64_t ring_hw_bytes;      /* most ring bytes in use seen in that window (before a release) */
+};
+
 struct control {
 	uint64_t magic;
 	uint32_t version;
@@ -68,6 +81,13 @@ struct control {
 	_Atomic int64_t shutdown_deadline_ms; /* epoch ms; 0 = running. Dispatcher must be done before it */
 	_Atomic uint32_t flush_policy;       /* enum flush_policy in force (adaptive picks end/continuous) */
 	_Atomic uint32_t hold_sending;       /* 1: periodic policy outside a flush: do not send */
+	/*
+	 * restore_count: SnapStart restores seen. Writer: controller (at the first INVOKE of an
+	 * environment whose AWS_LAMBDA_INITIALIZATION_TYPE is snap-start: such an environment
+	 * runs invocations only after a restore). Reader: dispatcher (reseeds its random
+	 * sources, drops kept-alive connections, fetches fresh container credentials).
+	 */
+	_Atomic uint64_t restore_count;
 
 	/* dispatcher -> controller */
 	_Atomic uint64_t flush_completed;    /* highest flush_requested value fully satisfied */
@@ -84,6 +104,16 @@ struct control {
 	struct listener_counters listener;
 	struct dispatcher_counters dispatcher;
 	struct dispatcher_drops drops;
+
+	/*
+	 * Self-metrics (controller/metrics.c emits them as EMF lines). Single writers:
+	 *   metrics_window, next_hold_count, next_hold_ms: the controller;
+	 *   latency: the dispatcher (common/latency.c), read by the controller.
+	 */
+	_Atomic uint64_t metrics_window;     /* bumped by each emission: starts a new window for latency's maxima */
+	_Atomic uint64_t next_hold_count;    /* invocations where next waited for a flush after runtimeDone */
+	_Atomic uint64_t next_hold_ms;       /* their summed wait, runtimeDone seen to next sent */
+	struct latency_hist latency;
 };
 
 /* The eventfds that go with the block; all created before fork, inherited by children. */

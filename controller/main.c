@@ -25,6 +25,7 @@
 #include "control.h"
 #include "controller/extensions_api.h"
 #include "controller/flush.h"
+#include "controller/metrics.h"
 #include "controller/supervisor.h"
 #include "controller/telemetry_subscribe.h"
 #include "dispatcher/dispatcher.h"
@@ -52,6 +53,7 @@ struct controller {
 	struct listener_args largs;
 	struct dispatcher_args dargs;
 	struct flush_state flush;
+	struct metrics metrics;         /* EMF lines on stdout (controller/metrics.h) */
 	int sigfd;
 	sigset_t oldmask;
 	bool shipping;                  /* valid config, ring and children up */
@@ -386,6 +388,20 @@ controller_ring_high(struct controller *c)
 	return (st.head - st.tail) * 100 > st.capacity * FLUSH_RING_HIGH_PCT;
 }
 
+/*
+ * SnapStart takes the snapshot after init, and every environment that runs invocations was
+ * restored from it: the first INVOKE is the restore signal. Unlike platform.restore*
+ * telemetry it cannot be filtered out (KTE_TELEMETRY_TYPES, KTE_DROP_TYPES), delayed by
+ * Lambda's buffering or lost, and it comes before this invocation's flush.
+ */
+static bool
+controller_snap_start(void)
+{
+	const char *t = getenv("AWS_LAMBDA_INITIALIZATION_TYPE");
+
+	return t != NULL && strcmp(t, "snap-start") == 0;
+}
+
 static void
 controller_invoke(struct controller *c, const struct ext_event *ev)
 {
@@ -396,6 +412,12 @@ controller_invoke(struct controller *c, const struct ext_event *ev)
 	bool was_slow;
 
 	c->invocations++;
+	if (c->invocations == 1 && controller_snap_start()) {
+		/* Every environment restored from the snapshot shares what was random at init. */
+		atomic_fetch_add(&c->ctl->restore_count, 1);
+		notify_signal(c->fds.to_dispatcher);
+		log_info("first invocation after a SnapStart restore: the dispatcher reseeds and reconnects");
+	}
 	if (!c->shipping)
 		return;
 	in.now_ms = now_mono_ms();
@@ -457,8 +479,43 @@ controller_invoke(struct controller *c, const struct ext_event *ev)
 	c->end_flushes++;
 	t_rd = now_mono_us() - t_rd;
 	c->end_sum_us += t_rd;
+	atomic_store(&c->ctl->next_hold_count, c->end_flushes);
+	atomic_store(&c->ctl->next_hold_ms, c->end_sum_us / 1000);
 	if (t_rd > c->end_max_us)
 		c->end_max_us = t_rd;
+}
+
+/*
+ * The self-metrics line, if one is due: at an INVOKE once the interval has passed, and the
+ * last one at SHUTDOWN. Written after the invocation's flush decisions, never before them.
+ */
+static void
+controller_metrics(struct controller *c, bool invocation, bool final)
+{
+	int rc;
+
+	if (!c->shipping)
+		return;
+	rc = metrics_emit(&c->metrics, c->ctl, &c->ring, STDOUT_FILENO, invocation, final, now_mono_ms());
+	if (rc < 0 && c->metrics.enabled) {
+		log_warnx("metrics: cannot write to stdout: %s; metrics off", strerror(-rc));
+		c->metrics.enabled = false;
+	}
+}
+
+/*
+ * How long event/next may wait before a metrics line is due, or -1 (wait for the event).
+ * Only on Lambda Managed Instances: no INVOKE arrives there to write lines at, and the
+ * environment is not frozen between requests.
+ */
+static int
+controller_metrics_timeout(const struct controller *c)
+{
+	uint64_t now = now_mono_ms(), due = c->metrics.last_ms + c->metrics.interval_ms;
+
+	if (!c->managed_instances || !c->shipping || !c->metrics.enabled)
+		return -1;
+	return due > now ? (int)(due - now) : 0;
 }
 
 /* Logs what was shipped and, loudly, what was not. */
@@ -551,6 +608,10 @@ controller_shutdown(struct controller *c, int64_t deadline_ms, const char *reaso
 		stop_mono = now_mono_ms() + CHILD_STOP_GRACE_MS;
 	supervisor_stop_all(&c->sup, stop_mono);
 	controller_report(c);
+	controller_metrics(c, false, true);
+	if (c->metrics.lines > 0)
+		log_info("metrics: %" PRIu64 " EMF line(s), %" PRIu64 " bytes written to stdout", c->metrics.lines,
+		    c->metrics.bytes);
 	log_info("exiting %" PRId64 " ms before the deadline", deadline_ms - (int64_t)now_epoch_ms());
 	exit(0);
 }
@@ -563,15 +624,18 @@ static int
 controller_next(struct controller *c, struct ext_event *ev)
 {
 	struct ext_reply reply;
+	uint64_t t_send;
 	int rc, failures = 0;
 
 	for (;;) {
 		if (c->shipping)
 			c->rd_at_next = atomic_load(&c->ctl->runtime_done_count);
+		/* Timed before the send: once next is sent Lambda may freeze us before the next line. */
+		t_send = now_mono_us();
 		if ((rc = ext_api_next_send(&c->api)) != 0)
 			goto transport;
 		if (c->t_event_us != 0 && !c->waited) {
-			uint64_t dt = now_mono_us() - c->t_event_us;
+			uint64_t dt = t_send - c->t_event_us;
 
 			c->quick_n++;
 			c->quick_sum_us += dt;
@@ -593,11 +657,14 @@ controller_next(struct controller *c, struct ext_event *ev)
 				{ .fd = c->sigfd, .events = POLLIN },
 				{ .fd = c->shipping ? c->fds.to_controller : -1, .events = POLLIN },
 			};
+			int n;
 
 			if (c->term)
 				controller_shutdown(c, (int64_t)now_epoch_ms() + SIGTERM_SHUTDOWN_MS, "signal");
-			if (poll(p, 3, -1) < 0 && errno != EINTR)
+			if ((n = poll(p, 3, controller_metrics_timeout(c))) < 0 && errno != EINTR)
 				fatal("poll");
+			if (n == 0)
+				controller_metrics(c, false, false);
 			if (p[1].revents & POLLIN) {
 				controller_signals(c);
 				if (c->term)
@@ -681,6 +748,7 @@ main(int argc, char **argv)
 
 	flush_init(&c->flush, c->managed_instances ? FLUSH_CONTINUOUS : c->cfg.flush,
 	    c->cfg.flush_interval_ms);
+	metrics_init(&c->metrics, &c->cfg, getenv("AWS_LAMBDA_FUNCTION_NAME"), now_mono_ms());
 	if (c->shipping)
 		controller_subscribe(c);
 	log_info("ready in %" PRIu64 " us: %s, flush %s%s, ring %" PRIu64 " bytes", now_mono_us() - c->t0_us,
@@ -694,6 +762,7 @@ main(int argc, char **argv)
 			controller_shutdown(c, ev.deadline_ms, ev.reason[0] ? ev.reason : "unknown");
 		c->waited = false;
 		controller_invoke(c, &ev);
+		controller_metrics(c, true, false);
 		if (c->term)
 			controller_shutdown(c, (int64_t)now_epoch_ms() + SIGTERM_SHUTDOWN_MS, "signal");
 	}

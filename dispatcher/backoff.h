@@ -24,6 +24,7 @@ uint64_t backoff_delay_ms(unsigned attempt, uint32_t base_ms, uint32_t cap_ms, d
 struct backoff_rng {
 	uint64_t s;
 };
+/* Seeds r from getrandom(); called again after a SnapStart restore (see pkey_reseed). */
 void backoff_rng_init(struct backoff_rng *r);
 double backoff_rand01(struct backoff_rng *r);
 

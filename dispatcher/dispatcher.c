@@ -28,6 +28,7 @@
 #include "batch.h"
 #include "dropped.h"
 #include "kinesis_client.h"
+#include "latency.h"
 #include "log.h"
 #include "notify.h"
 #include "pkey.h"
@@ -49,6 +50,13 @@ struct slot {
 	bool live;                      /* filled, not yet settled and released */
 	bool ring;                      /* covers ring events up to end */
 	uint64_t end;
+	/*
+	 * For the arrival -> acknowledgement latency (common/latency.h): mono ms the batch's
+	 * first event arrived (today: when the dispatcher took it from the ring; the ring's
+	 * per-record arrival stamp replaces it), and the events of it Kinesis acknowledged.
+	 */
+	uint64_t arrival_ms;
+	uint64_t acked;
 };
 
 struct dispatcher {
@@ -86,6 +94,7 @@ struct dispatcher {
 	uint64_t drop_log_ms;
 	uint64_t drop_log_quiet;        /* drops not logged since drop_log_ms */
 	bool problem_logged;            /* a failure series has been logged */
+	bool restored;                  /* a SnapStart restore was handled */
 
 	uint8_t status[BATCH_MAX_RECORDS];
 };
@@ -170,6 +179,13 @@ release_current(struct dispatcher *d)
 	struct slot *sl = CUR(d);
 	int rc;
 
+	if (sl->ring) {
+		struct ring_stats st;
+
+		ring_stats(d->ring, &st);
+		latency_ring_used(d->ctl, st.head - st.tail);
+	}
+	latency_record(d->ctl, now_mono_ms() - sl->arrival_ms, sl->acked);
 	if (sl->ring && (rc = ring_release(d->ring, sl->end)) < 0)
 		log_warnx("ring_release(%" PRIu64 "): %s", sl->end, strerror(-rc));
 	sl->ring = false;
@@ -190,6 +206,44 @@ summary_settled(struct dispatcher *d, const struct batch_settled *st)
 		d->ctl->drops.reported_ms = d->summary_since_ms;
 	} else if (st->summary_dropped)
 		d->summary_pending = false;
+}
+
+/*
+ * After a SnapStart restore, environments restored from one snapshot share the random
+ * state, the sockets and the credentials of init: draw new seeds (partition keys, jitter),
+ * connect afresh and fetch fresh credentials, once per process. Two signals, whichever
+ * comes first: platform.restoreStart passing through the ring (it comes before anything
+ * else after the restore, so no request is sent on the snapshot's connection), and the
+ * controller's restore_count (the first INVOKE of a snap-start environment), which cannot
+ * be filtered out or lost. A dispatcher started after a restore reseeds needlessly, which
+ * costs nothing.
+ */
+static void
+on_restore(struct dispatcher *d, const char *why)
+{
+	if (d->restored)
+		return;
+	d->restored = true;
+	backoff_rng_init(&d->rng);
+	pkey_reseed(&d->pk);
+	if (d->kc != NULL)
+		kinesis_client_after_restore(d->kc);
+	log_info("SnapStart restore (%s): random sources reseeded, connections and credentials renewed",
+	    why);
+}
+
+/* Whether rec is platform.restoreStart: small events only, a cheap search first. */
+static bool
+is_restore_start(const struct ring_record *rec)
+{
+	static const char type[] = "platform.restoreStart";
+	const uint8_t *t, *rid;
+	size_t tl, rl;
+
+	if (rec->len > 4096 || memmem(rec->data, rec->len, type, sizeof(type) - 1) == NULL)
+		return false;
+	return pkey_scan_event(rec->data, rec->len, &t, &tl, &rid, &rl) == 0 && t != NULL &&
+	    tl == sizeof(type) - 1 && memcmp(t, type, tl) == 0;
 }
 
 /* Next event: the carried one, or a fresh peek. 0, -EAGAIN, or -errno. */
@@ -278,6 +332,8 @@ fill(struct dispatcher *d, struct slot *sl)
 
 	batch_reset(&sl->b, SIZE_MAX);
 	sl->ring = false;
+	sl->acked = 0;
+	sl->arrival_ms = now_mono_ms();
 	add_summary(d, sl);
 	for (;;) {
 		rc = next_event(d, &rec);
@@ -290,6 +346,8 @@ fill(struct dispatcher *d, struct slot *sl)
 			d->drained = true;
 			break;
 		}
+		if (!d->restored && is_restore_start(&rec))
+			on_restore(d, "platform.restoreStart");
 		rc = batch_add(&sl->b, rec.data, rec.len, false);
 		if (rc == BATCH_ADDED) {
 			cover(sl, &rec);
@@ -356,6 +414,21 @@ send_batch(struct dispatcher *d)
 			timeout = (long)left;
 	}
 	rc = kinesis_client_start(d->kc, CUR(d)->b.body, CUR(d)->b.len, timeout);
+	if (rc == -EAGAIN) {
+		/*
+		 * No usable credentials yet (the provider logs its fetch failures once per series).
+		 * A failing endpoint opens the circuit at once, like AccessDenied, so invocations
+		 * are not held; the short wait after a rejection does not.
+		 */
+		struct reply_result res = { .outcome = REPLY_RETRY, .code = "CredentialsUnavailable" };
+		uint64_t wait = (uint64_t)kinesis_client_credentials_retry_ms(d->kc);
+
+		on_failure(d, kinesis_client_credentials_failing(d->kc), &res);
+		schedule_retry(d, 0);
+		if (d->not_before < now_mono_ms() + wait)
+			d->not_before = now_mono_ms() + wait;
+		return;
+	}
 	if (rc < 0) {
 		/* Signing failed (no credentials) or no memory: nothing a quick retry fixes. */
 		struct reply_result res = { .outcome = REPLY_CONFIG };
@@ -363,7 +436,8 @@ send_batch(struct dispatcher *d)
 		snprintf(res.code, sizeof(res.code), "%s", rc == -EINVAL ? "MissingCredentials" : "LocalError");
 		if (!d->problem_logged) {
 			log_error("cannot sign or start a PutRecords request: %s%s", strerror(-rc),
-			    rc == -EINVAL ? " (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY missing?)" : "");
+			    rc == -EINVAL ? " (no AWS credentials: see \"Which credentials are used\" in "
+			    "docs/configuration.md)" : "");
 			d->problem_logged = true;
 		}
 		on_failure(d, true, &res);
@@ -433,6 +507,7 @@ handle_reply(struct dispatcher *d, const struct kinesis_response *resp)
 		batch_apply(b, d->status, nsent, &st);
 		atomic_fetch_add(&c->records_sent, st.records_ok);
 		atomic_fetch_add(&c->events_sent, st.events_ok);
+		CUR(d)->acked += st.events_ok;
 		atomic_fetch_add(&c->bytes_sent, st.bytes_ok);
 		atomic_fetch_add(&c->records_retried, st.records_failed);
 		summary_settled(d, &st);
@@ -467,9 +542,7 @@ handle_reply(struct dispatcher *d, const struct kinesis_response *resp)
 		return;
 	case REPLY_EXPIRED:
 		atomic_fetch_add(&c->request_failures, 1);
-		log_info("credentials expired (%s): reloading them", res.code);
-		if (kinesis_client_reload_credentials(d->kc) < 0)
-			log_warnx("cannot reload the AWS credentials");
+		kinesis_client_invalidate_credentials(d->kc);
 		on_failure(d, false, &res);
 		if (d->attempt == 0)
 			d->attempt = 1;         /* the retry goes out at once, re-signed */
@@ -478,6 +551,9 @@ handle_reply(struct dispatcher *d, const struct kinesis_response *resp)
 		return;
 	case REPLY_CONFIG:
 		atomic_fetch_add(&c->request_failures, 1);
+		if (strcmp(res.code, "UnrecognizedClientException") == 0 ||
+		    strcmp(res.code, "InvalidSignatureException") == 0)
+			kinesis_client_invalidate_credentials(d->kc);   /* rotated keys: fetch afresh */
 		if (!d->problem_logged) {
 			log_error("Kinesis refused PutRecords: %s: %s (HTTP %ld); keeping the records, "
 			    "next attempt in %u ms", res.code[0] ? res.code : "error", res.message,
@@ -708,6 +784,8 @@ dispatcher_main(const struct dispatcher_args *a)
 		/* A backoff scheduled before the deadline was set may end after it: bring it forward. */
 		if (stop != 0 && !d->backoff_hard && d->not_before > now_mono_ms() + SHUTDOWN_RETRY_MS)
 			d->not_before = now_mono_ms() + SHUTDOWN_RETRY_MS;
+		if (!d->restored && atomic_load(&d->ctl->restore_count) > 0)
+			on_restore(d, "first invocation");
 		update_flush(d);
 		step_send(d);
 		update_flush(d);

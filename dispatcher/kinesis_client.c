@@ -14,6 +14,7 @@
 #include "log.h"
 #include "notify.h"
 
+#include "credentials.h"
 #include "sigv4.h"
 
 #define KC_TARGET        "Kinesis_20131202.PutRecords"
@@ -38,9 +39,10 @@ struct kinesis_client {
 	char curl_err[CURL_ERROR_SIZE];
 	uint64_t started_us;
 	size_t body_len;
-	struct sigv4_credentials cred;
+	struct credentials_provider *prov;      /* NULL: no source (requests fail with -EINVAL) */
+	struct sigv4_credentials cred;  /* the pair the last request was signed with */
 	struct sigv4_key_cache cache;
-	bool have_cred;
+	bool reconnect;                 /* drop every kept-alive connection before the next request */
 };
 
 static const char *const ca_paths[] = {
@@ -179,11 +181,16 @@ kinesis_client_new(const struct kte_config *cfg)
 		curl_easy_setopt(kc->easy, CURLOPT_CAINFO, kc->ca_bundle);
 	} else if (strncasecmp(kc->url, "https://", 8) == 0)
 		log_warnx("no CA bundle found (set KTE_CA_BUNDLE): using libcurl's default");
-	if ((rc = sigv4_credentials_load(&kc->cred)) < 0)
-		log_warnx("no AWS credentials in the environment (%s): requests will be refused",
-		    strerror(-rc));
-	else
-		kc->have_cred = true;
+	{
+		char why[256];
+
+		if ((kc->prov = credentials_provider_new(why, sizeof(why))) == NULL)
+			log_error("no usable AWS credentials: %s; requests will be refused", why);
+		else
+			log_info("AWS credentials from the %s", credentials_source(kc->prov) ==
+			    CREDENTIALS_ENV ? "environment (AWS_ACCESS_KEY_ID)" :
+			    "container credentials endpoint (AWS_CONTAINER_CREDENTIALS_*)");
+	}
 	return kc;
 }
 
@@ -199,6 +206,7 @@ kinesis_client_free(struct kinesis_client *kc)
 		curl_multi_cleanup(kc->multi);
 	kc_headers_free(kc->headers);
 	free(kc->reply);
+	credentials_provider_free(kc->prov);
 	sigv4_credentials_wipe(&kc->cred);
 	sigv4_key_cache_wipe(&kc->cache);
 	free(kc);
@@ -210,19 +218,66 @@ kinesis_client_url(const struct kinesis_client *kc)
 	return kc->url;
 }
 
-int
-kinesis_client_reload_credentials(struct kinesis_client *kc)
+void
+kinesis_client_invalidate_credentials(struct kinesis_client *kc)
 {
-	struct sigv4_credentials c;
+	if (kc->prov != NULL)
+		credentials_invalidate(kc->prov, (int64_t)now_epoch_ms());
+}
+
+bool
+kinesis_client_credentials_failing(const struct kinesis_client *kc)
+{
+	return kc->prov != NULL && credentials_failing(kc->prov);
+}
+
+int64_t
+kinesis_client_credentials_retry_ms(const struct kinesis_client *kc)
+{
+	int64_t at, now = (int64_t)now_epoch_ms();
+
+	if (kc->prov == NULL)
+		return 0;
+	at = credentials_retry_at(kc->prov);
+	return at > now ? at - now : 0;
+}
+
+void
+kinesis_client_reconnect(struct kinesis_client *kc)
+{
+	kc->reconnect = true;
+}
+
+void
+kinesis_client_after_restore(struct kinesis_client *kc)
+{
+	kinesis_client_reconnect(kc);
+	if (kc->prov != NULL && credentials_source(kc->prov) == CREDENTIALS_CONTAINER)
+		credentials_invalidate(kc->prov, (int64_t)now_epoch_ms());
+}
+
+/* Takes the provider's current pair; a different pair invalidates the cached signing key. */
+static int
+kc_credentials(struct kinesis_client *kc, long timeout_ms)
+{
+	struct sigv4_credentials next;
 	int rc;
 
-	if ((rc = sigv4_credentials_load(&c)) < 0)
-		return rc;
-	sigv4_credentials_wipe(&kc->cred);
-	kc->cred = c;
-	kc->have_cred = true;
-	sigv4_credentials_wipe(&c);
-	sigv4_key_cache_wipe(&kc->cache);
+	if (kc->prov == NULL)
+		return -EINVAL;
+	credentials_set_fetch_timeout(kc->prov, timeout_ms);
+	if ((rc = credentials_get(kc->prov, (int64_t)now_epoch_ms(), &next)) < 0) {
+		sigv4_credentials_wipe(&next);
+		return rc == -ENOENT ? -EINVAL : rc;
+	}
+	if (strcmp(next.access_key_id, kc->cred.access_key_id) != 0 ||
+	    strcmp(next.secret_access_key, kc->cred.secret_access_key) != 0) {
+		sigv4_key_cache_wipe(&kc->cache);
+		sigv4_credentials_wipe(&kc->cred);
+		kc->cred = next;
+	} else
+		memcpy(kc->cred.session_token, next.session_token, sizeof(next.session_token));
+	sigv4_credentials_wipe(&next);
 	return 0;
 }
 
@@ -254,7 +309,7 @@ kc_append_secret(struct curl_slist *l, const char *name, const char *value, bool
 
 /* Builds this request's headers, signed for now. */
 static int
-kc_headers(struct kinesis_client *kc, const char *body, size_t len)
+kc_headers(struct kinesis_client *kc, const char *body, size_t len, long timeout_ms)
 {
 	char line[CONFIG_STR_MAX + 64];
 	bool ok = true;
@@ -264,6 +319,8 @@ kc_headers(struct kinesis_client *kc, const char *body, size_t len)
 
 	kc_headers_free(kc->headers);
 	kc->headers = NULL;
+	if ((rc = kc_credentials(kc, timeout_ms)) < 0)
+		return rc;
 	rc = sigv4_sign_kinesis_path(&kc->cache, &kc->cred, kc->region, kc->host, kc->path, KC_TARGET, body,
 	    len, time(NULL), &sh);
 	if (rc < 0)
@@ -294,8 +351,22 @@ kinesis_client_start(struct kinesis_client *kc, const char *body, size_t len, lo
 
 	if (kc->busy)
 		return -EBUSY;
-	if ((rc = kc_headers(kc, body, len)) < 0)
+	uint64_t t0 = now_mono_ms();
+
+	if ((rc = kc_headers(kc, body, len, timeout_ms)) < 0)
 		return rc;
+	timeout_ms -= (long)(now_mono_ms() - t0);   /* a credentials fetch took part of it */
+	if (kc->reconnect) {
+		/* A new multi handle: the old one's connection pool (kept-alive sockets) is closed. */
+		CURLM *m = curl_multi_init();
+
+		if (m != NULL) {
+			curl_multi_cleanup(kc->multi);
+			kc->multi = m;
+			kc->reconnect = false;
+			log_debug("connections to Kinesis dropped: the next request connects afresh");
+		}
+	}
 	kc->reply_len = 0;
 	kc->reply_truncated = false;
 	if (kc->reply != NULL)

@@ -32,7 +32,8 @@ struct kinesis_response {
 
 /*
  * Sends to cfg->endpoint_url (chosen by config: common/endpoint.h), its path normalised
- * and signed as sent; finds the CA bundle and loads the credentials.
+ * and signed as sent; finds the CA bundle and sets up the credentials provider
+ * (credentials.h; nothing is fetched before the first request).
  * Returns the client or NULL (errno set); free with kinesis_client_free.
  */
 struct kinesis_client *kinesis_client_new(const struct kte_config *cfg)
@@ -45,7 +46,9 @@ const char *kinesis_client_url(const struct kinesis_client *kc);
 
 /*
  * Signs and starts a PutRecords request with this body (borrowed until the request
- * completes) and a total timeout. Returns 0, -EBUSY if one is in flight, -errno.
+ * completes) and a total timeout. Returns 0, -EBUSY if one is in flight, -EAGAIN when
+ * no credentials are usable yet (a fetch failed or is rate-limited), -EINVAL when there
+ * is no credentials source at all, -errno.
  */
 int kinesis_client_start(struct kinesis_client *kc, const char *body, size_t len, long timeout_ms)
     __attribute__((warn_unused_result));
@@ -67,7 +70,31 @@ bool kinesis_client_body_sent(const struct kinesis_client *kc);
 /* Abandons the request in flight (its connection is closed). */
 void kinesis_client_abort(struct kinesis_client *kc);
 
-/* Re-reads the credentials (after ExpiredTokenException). Returns 0 or -errno. */
-int kinesis_client_reload_credentials(struct kinesis_client *kc) __attribute__((warn_unused_result));
+/*
+ * Kinesis rejected the credentials (ExpiredTokenException, an unrecognised key): the
+ * provider fetches fresh ones before the next request (container credentials; see
+ * credentials.h). kinesis_client_start then returns -EAGAIN until some are usable, for
+ * kinesis_client_credentials_retry_ms().
+ */
+void kinesis_client_invalidate_credentials(struct kinesis_client *kc);
+
+/* True while the credentials endpoint fails (not merely the rate limit after a rejection). */
+bool kinesis_client_credentials_failing(const struct kinesis_client *kc);
+
+/* Milliseconds until credentials may be usable again after -EAGAIN (0: now). */
+int64_t kinesis_client_credentials_retry_ms(const struct kinesis_client *kc);
+
+/*
+ * The next request opens a new connection: every kept-alive one is closed first (after
+ * a SnapStart restore the snapshot's sockets are dead or shared). The request in flight,
+ * if any, is left alone.
+ */
+void kinesis_client_reconnect(struct kinesis_client *kc);
+
+/*
+ * After a SnapStart restore: reconnect, and fetch fresh container credentials before the
+ * next request (environment credentials stay as they are).
+ */
+void kinesis_client_after_restore(struct kinesis_client *kc);
 
 #endif

@@ -206,8 +206,19 @@ pkey_init(struct pkey_state *s, const struct kte_config *cfg, const char *functi
 		snprintf(s->fixed, sizeof(s->fixed), "%s",
 		    function_name != NULL && *function_name ? function_name : "function");
 	s->fixed_len = strlen(s->fixed);
-	if (getrandom(&s->rng, sizeof(s->rng), GRND_NONBLOCK) != sizeof(s->rng))
-		s->rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+	pkey_reseed(s);
+}
+
+void
+pkey_reseed(struct pkey_state *s)
+{
+	struct timespec ts;
+
+	if (getrandom(&s->rng, sizeof(s->rng), GRND_NONBLOCK) != sizeof(s->rng)) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		s->rng = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)time(NULL) ^
+		    ((uint64_t)getpid() << 32);
+	}
 	if (s->rng == 0)
 		s->rng = 0x9E3779B97F4A7C15ull;
 }

@@ -40,6 +40,12 @@ void pkey_init(struct pkey_state *s, const struct kte_config *cfg, const char *f
  */
 size_t pkey_for_event(struct pkey_state *s, const uint8_t *ev, size_t len, char *out);
 
+/*
+ * Draws a new seed for the random keys from getrandom(): after a SnapStart restore every
+ * environment restored from the snapshot would otherwise draw the same keys (same shards).
+ */
+void pkey_reseed(struct pkey_state *s);
+
 /* Writes a random key of PKEY_RANDOM_LEN hex digits into out; returns its length. */
 size_t pkey_random(struct pkey_state *s, char *out);
 

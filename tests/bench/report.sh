@@ -22,7 +22,8 @@ if [ -n "$OUT" ]; then
 		echo "What is measured: cold start (exec to first \`next\`, in the simulator), per-invocation overhead per flush"
 		echo "policy (runtimeDone to \`next\`) with the Pss of the three processes, sustained events/s end to end (the"
 		echo "simulator's function logging 5,000 records of 200-2,000 bytes per invocation), ring, listener, dispatcher"
-		echo "and codec throughput, and the layer's size."
+		echo "and codec throughput, the cost of the self-metrics (KTE_METRICS off vs on, bytes on stdout), and the"
+		echo "layer's size."
 		echo
 		echo '```text'
 		echo "$report"
@@ -60,6 +61,8 @@ echo "Dispatcher (ring -> signed PutRecords -> local sink, 300-byte events):"
 pick bench_dispatcher.txt '^(event|ndjson|kpl)|^flush of'
 echo "Codec (single thread):"
 pick bench_codec.txt '^(kpl_encode|sigv4_sign_kinesis 1 KB body, cached|kpl \+ base64 \+ sign)'
+echo "Self-metrics (EMF lines on stdout) off vs on, and their bytes:"
+pick bench_metrics.sh.txt '^metrics (off|on)|bytes on stdout|a line every invocation'
 echo "Memory (Pss of controller + listener + dispatcher): see the Pss column above (idle ring) and the"
 echo "  end-to-end rows (64 MiB ring in use)."
 echo "Layer:"

@@ -23,6 +23,13 @@ const fn = (t) => R(t, 'AWS::Lambda::Function');
 const layer = (t) => R(t, 'AWS::Lambda::LayerVersion');
 const putStatement = (t) => policy(t).Properties.PolicyDocument.Statement.find((s) => s.Sid === 'PutTelemetryRecords');
 const role = (t) => t.Resources[fn(t).Properties.Role['Fn::GetAtt'][0]];
+const firehose = (t) => R(t, 'AWS::KinesisFirehose::DeliveryStream');
+const bucket = (t) => R(t, 'AWS::S3::Bucket');
+const archiveRole = (t) => t.Resources[firehose(t).Properties.KinesisStreamSourceConfiguration.RoleARN['Fn::GetAtt'][0]];
+const archiveStatement = (t, sid) => archiveRole(t).Properties.Policies[0].PolicyDocument.Statement.find((s) => s.Sid === sid);
+const alarm = (t, metric) => Object.values(t.Resources).find((r) => r.Type === 'AWS::CloudWatch::Alarm' &&
+  r.Properties.MetricName === metric);
+const dashboard = (t) => R(t, 'AWS::CloudWatch::Dashboard');
 
 // name -> [mutation, expected error substring]
 const MUTATIONS = {
@@ -82,6 +89,77 @@ const MUTATIONS = {
       if (JSON.stringify(o.Value).includes(Object.keys(t.Resources)
         .find((n) => t.Resources[n].Type === 'AWS::Lambda::Function'))) delete t.Outputs[k];
   }, 'no output refers to'],
+  // Issue 12: alarms, dashboard, archive.
+  'archive-role-s3-wildcard': [(t) => { archiveStatement(t, 'WriteArchive').Action = ['s3:*']; }, 'wildcard action s3:*'],
+  'archive-role-resource-star': [(t) => { archiveStatement(t, 'WriteArchive').Resource = '*'; }, 'wildcard resource *'],
+  'archive-role-other-bucket': [(t) => { archiveStatement(t, 'WriteArchive').Resource = ['arn:aws:s3:::other-bucket']; },
+    's3 actions must be granted on the archive bucket'],
+  'archive-role-extra-action': [(t) => { archiveStatement(t, 'ReadTelemetryStream').Action.push('kinesis:PutRecords'); },
+    'the archive role grants'],
+  'archive-role-delete-objects': [(t) => { archiveStatement(t, 'WriteArchive').Action.push('s3:DeleteObject'); },
+    'the archive role grants'],
+  'archive-role-missing-read': [(t) => {
+    const st = archiveStatement(t, 'ReadTelemetryStream');
+    st.Action = st.Action.filter((a) => a !== 'kinesis:GetRecords');
+  }, 'kinesis:GetRecords is not granted'],
+  'archive-role-other-stream': [(t) => {
+    archiveStatement(t, 'ReadTelemetryStream').Resource = 'arn:aws:kinesis:us-east-1:123456789012:stream/other';
+  }, 'kinesis read actions must be granted on'],
+  'archive-role-kms-unconditional': [(t) => {
+    const st = archiveRole(t).Properties.Policies[0].PolicyDocument.Statement;
+    const i = st.findIndex((x) => x['Fn::If']);
+    st[i] = st[i]['Fn::If'][1];
+  }, 'kms:Decrypt must be granted only on the customer key parameter, under a condition'],
+  'archive-role-any-principal': [(t) => {
+    archiveRole(t).Properties.AssumeRolePolicyDocument.Statement[0].Principal = { AWS: 'arn:aws:iam::123456789012:root' };
+  }, 'only firehose.amazonaws.com may assume'],
+  'archive-reads-other-stream': [(t) => {
+    firehose(t).Properties.KinesisStreamSourceConfiguration.KinesisStreamARN = 'arn:aws:kinesis:us-east-1:123456789012:stream/x';
+  }, 'must read !GetAtt'],
+  'archive-not-gzip': [(t) => { firehose(t).Properties.ExtendedS3DestinationConfiguration.CompressionFormat = 'UNCOMPRESSED'; },
+    'CompressionFormat must be GZIP'],
+  'archive-bad-compression': [(t) => { firehose(t).Properties.ExtendedS3DestinationConfiguration.CompressionFormat = 'gzip'; },
+    '"gzip" is not one of'],
+  'archive-prefix-not-dated': [(t) => { firehose(t).Properties.ExtendedS3DestinationConfiguration.Prefix = 'telemetry/'; },
+    'must be date-partitioned'],
+  'archive-no-delimiter': [(t) => { delete firehose(t).Properties.ExtendedS3DestinationConfiguration.ProcessingConfiguration; },
+    'AppendDelimiterToRecord'],
+  'archive-unknown-property': [(t) => {
+    const d = firehose(t).Properties.ExtendedS3DestinationConfiguration;
+    d.Compression = d.CompressionFormat;
+  }, 'Compression: unknown property'],
+  'bucket-no-public-access-block': [(t) => { delete bucket(t).Properties.PublicAccessBlockConfiguration; },
+    'needs a PublicAccessBlockConfiguration'],
+  'bucket-public-policy-allowed': [(t) => { bucket(t).Properties.PublicAccessBlockConfiguration.BlockPublicPolicy = false; },
+    'BlockPublicPolicy: must be true'],
+  'bucket-not-encrypted': [(t) => { delete bucket(t).Properties.BucketEncryption; }, 'the archive bucket must be encrypted'],
+  'bucket-no-lifecycle': [(t) => { delete bucket(t).Properties.LifecycleConfiguration; }, 'lifecycle rule'],
+  'archive-unconditional': [(t) => { delete firehose(t).Condition; }, 'exists only under condition ArchiveEnabled'],
+  'alarm-action-unguarded': [(t) => { alarm(t, 'EventsDropped').Properties.AlarmActions = [{ Ref: 'AlarmTopic' }]; },
+    'refers to AlarmTopic, which exists only under condition HasAlarmEmail'],
+  'alarm-unknown-metric': [(t) => { alarm(t, 'EventsDropped').Properties.MetricName = 'EventDropped'; },
+    'EventDropped is not a metric the extension emits'],
+  'alarm-literal-namespace': [(t) => { alarm(t, 'EventsDropped').Properties.Namespace = 'KTE'; },
+    'must be the MetricsNamespace parameter'],
+  'alarm-other-stream': [(t) => { alarm(t, 'PutRecords.ThrottledRecords').Properties.Dimensions[0].Value = 'other'; },
+    'must be StreamName = !Ref'],
+  'no-throttle-alarm': [(t) => {
+    for (const [k, r] of Object.entries(t.Resources))
+      if (r.Type === 'AWS::CloudWatch::Alarm' && r.Properties.Namespace === 'AWS/Kinesis') delete t.Resources[k];
+  }, 'no alarm on the stream\'s throttling'],
+  'alarm-bad-operator': [(t) => { alarm(t, 'EventsDropped').Properties.ComparisonOperator = 'GreaterThan'; },
+    '"GreaterThan" is not one of'],
+  'topic-unconditional': [(t) => { delete R(t, 'AWS::SNS::Topic').Condition; }, 'only when an e-mail is given'],
+  'dashboard-not-json': [(t) => { dashboard(t).Properties.DashboardBody['Fn::Sub'] += ','; }, 'DashboardBody is not JSON'],
+  'dashboard-unknown-metric': [(t) => {
+    const b = dashboard(t).Properties.DashboardBody;
+    b['Fn::Sub'] = b['Fn::Sub'].replace('"EventsSent"', '"EventsSnt"');
+  }, 'EventsSnt is not a metric the extension emits'],
+  'dashboard-dangling-sub': [(t) => {
+    const b = dashboard(t).Properties.DashboardBody;
+    b['Fn::Sub'] = b['Fn::Sub'].replace('${TelemetryStream}', '${NoSuchStream}');
+  }, 'Ref NoSuchStream resolves to no'],
+  'archive-default-not-allowed': [(t) => { t.Parameters.ArchiveToS3.Default = 'yes'; }, 'is not in AllowedValues'],
 };
 
 function main(argv) {

@@ -11,6 +11,10 @@
 //      under a condition), no IAM statement anywhere uses a wildcard, the layers, SSM parameters,
 //      example function and outputs are wired together, and every KTE_ variable set is one the
 //      extension reads (common/config.c).
+//   5. issue 12: the alarms (drops, throttling) read metrics the extension emits or the stream's,
+//      the dashboard body is JSON naming only those, conditional resources are referred to only
+//      under their condition, the archive bucket is encrypted, private and expiring, and the
+//      Firehose role grants only the stream reads and bucket writes Firehose needs.
 // Usage: node validate_template.js TEMPLATE [--config common/config.c]
 // Exit 0 when valid; otherwise 1, one line per problem on stderr.
 'use strict';
@@ -84,6 +88,23 @@ const ALLOWED_VALUES = {
   'AWS::Lambda::Function.LoggingConfig.ApplicationLogLevel': ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR', 'FATAL'],
   'AWS::Lambda::Function.LoggingConfig.SystemLogLevel': ['DEBUG', 'INFO', 'WARN'],
   'AWS::SSM::Parameter.Type': ['String', 'StringList'],
+  'AWS::CloudWatch::Alarm.ComparisonOperator': ['GreaterThanOrEqualToThreshold', 'GreaterThanThreshold',
+    'LessThanThreshold', 'LessThanOrEqualToThreshold', 'LessThanLowerOrGreaterThanUpperThreshold',
+    'LessThanLowerThreshold', 'GreaterThanUpperThreshold'],
+  'AWS::CloudWatch::Alarm.Statistic': ['SampleCount', 'Average', 'Sum', 'Minimum', 'Maximum'],
+  'AWS::CloudWatch::Alarm.TreatMissingData': ['breaching', 'notBreaching', 'ignore', 'missing'],
+  'AWS::SNS::Topic.Subscription.Protocol': ['http', 'https', 'email', 'email-json', 'sms', 'sqs', 'application',
+    'lambda', 'firehose'],
+  'AWS::S3::Bucket.ServerSideEncryptionByDefault.SSEAlgorithm': ['AES256', 'aws:kms', 'aws:kms:dsse'],
+  'AWS::S3::Bucket.Rule.Status': ['Enabled', 'Disabled'],
+  'AWS::S3::Bucket.OwnershipControlsRule.ObjectOwnership': ['BucketOwnerEnforced', 'BucketOwnerPreferred',
+    'ObjectWriter'],
+  'AWS::KinesisFirehose::DeliveryStream.DeliveryStreamType': ['DirectPut', 'KinesisStreamAsSource',
+    'MSKAsSource'],
+  'AWS::KinesisFirehose::DeliveryStream.ExtendedS3DestinationConfiguration.CompressionFormat': ['UNCOMPRESSED',
+    'GZIP', 'ZIP', 'Snappy', 'HADOOP_SNAPPY'],
+  'AWS::KinesisFirehose::DeliveryStream.Processor.Type': ['RecordDeAggregation', 'Decompression',
+    'CloudWatchLogProcessing', 'Lambda', 'MetadataExtraction', 'AppendDelimiterToRecord'],
 };
 
 function resourceSpec(type) {
@@ -517,11 +538,241 @@ class Checker {
       if (n && !outs.some((v) => this.refersTo(v, n))) this.err('Outputs', `no output refers to ${n}`);
   }
 
+  // --- 5. Observability and archive (issue 12) -------------------------------------------------------
+
+  // A resource created only under a condition may be referred to only from resources and outputs
+  // under the same condition, or from inside an Fn::If on it: otherwise the stack fails to deploy
+  // when the condition is false.
+  checkConditionalRefs() {
+    const conditional = new Map(Object.entries(this.resources)
+      .filter(([, r]) => isObj(r) && typeof r.Condition === 'string').map(([n, r]) => [n, r.Condition]));
+    const visit = (v, where, own, guards) => {
+      if (Array.isArray(v)) return v.forEach((x, i) => visit(x, `${where}[${i}]`, own, guards));
+      if (!isObj(v)) return;
+      const fn = intrinsicName(v);
+      const target = fn === 'Ref' ? v.Ref : fn === 'Fn::GetAtt' && Array.isArray(v['Fn::GetAtt']) ? v['Fn::GetAtt'][0] : null;
+      if (typeof target === 'string' && conditional.has(target)) {
+        const c = conditional.get(target);
+        if (own !== c && !guards.includes(c))
+          this.err(where, `refers to ${target}, which exists only under condition ${c}: guard it with that condition`);
+      }
+      if (fn === 'Fn::Sub') {
+        const str = Array.isArray(v['Fn::Sub']) ? v['Fn::Sub'][0] : v['Fn::Sub'];
+        for (const m of (typeof str === 'string' ? str : '').matchAll(/\$\{([^}!.]*)(\.[^}]*)?\}/g)) {
+          const c = conditional.get(m[1].trim());
+          if (c !== undefined && own !== c && !guards.includes(c))
+            this.err(where, `refers to ${m[1]}, which exists only under condition ${c}: guard it with that condition`);
+        }
+      }
+      if (fn === 'Fn::If' && Array.isArray(v['Fn::If']) && v['Fn::If'].length === 3) {
+        visit(v['Fn::If'][1], `${where}.Fn::If[1]`, own, [...guards, v['Fn::If'][0]]);
+        return visit(v['Fn::If'][2], `${where}.Fn::If[2]`, own, guards);
+      }
+      for (const [k, x] of Object.entries(v)) visit(x, `${where}.${k}`, own, guards);
+    };
+    for (const [name, r] of Object.entries(this.resources))
+      if (isObj(r)) {
+        visit(r.Properties, `Resources.${name}.Properties`, r.Condition, []);
+        for (const d of r.DependsOn === undefined ? [] : asList(r.DependsOn))
+          if (conditional.has(d) && conditional.get(d) !== r.Condition)
+            this.err(`Resources.${name}.DependsOn`, `refers to ${d}, which exists only under condition ${conditional.get(d)}`);
+      }
+    for (const [name, o] of Object.entries(isObj(this.t.Outputs) ? this.t.Outputs : {}))
+      if (isObj(o)) visit(o.Value, `Outputs.${name}.Value`, o.Condition, []);
+  }
+
+  // The metric names the extension writes (controller/metrics.c), and the namespace parameter the
+  // example function passes as KTE_METRICS_NAMESPACE.
+  extensionMetrics() {
+    return this.metricNames || new Set();
+  }
+
+  namespaceParam() {
+    for (const [, f] of this.byType('AWS::Lambda::Function')) {
+      const v = f.Properties && f.Properties.Environment && f.Properties.Environment.Variables &&
+        f.Properties.Environment.Variables.KTE_METRICS_NAMESPACE;
+      if (isObj(v) && typeof v.Ref === 'string' && v.Ref in this.params) return v.Ref;
+    }
+    return null;
+  }
+
+  checkAlarms() {
+    const ns = this.namespaceParam();
+    const [streamName] = (this.byType('AWS::Kinesis::Stream')[0] || []);
+    if (!ns) this.err('Resources', 'the example function must set KTE_METRICS_NAMESPACE from a parameter');
+    const alarms = this.byType('AWS::CloudWatch::Alarm');
+    let dropped = false;
+    let throttled = false;
+    for (const [name, a] of alarms) {
+      const p = a.Properties || {};
+      const where = `Resources.${name}.Properties`;
+      if (p.MetricName === 'EventsDropped' || (isObj(p.Namespace) && p.Namespace.Ref === ns)) {
+        if (!isObj(p.Namespace) || p.Namespace.Ref !== ns)
+          this.err(`${where}.Namespace`, `must be the ${ns} parameter (the extension's KTE_METRICS_NAMESPACE)`);
+        if (!this.extensionMetrics().has(p.MetricName))
+          this.err(`${where}.MetricName`, `${p.MetricName} is not a metric the extension emits (controller/metrics.c)`);
+        if (p.Dimensions !== undefined)
+          this.err(`${where}.Dimensions`, 'the drop alarm reads the aggregate over all functions: no dimensions');
+        if (p.MetricName === 'EventsDropped') {
+          dropped = true;
+          if (Number(p.Threshold) !== 0 || p.ComparisonOperator !== 'GreaterThanThreshold' || p.Statistic !== 'Sum')
+            this.err(where, 'the drop alarm must fire on Sum > 0');
+        }
+      } else if (p.Namespace === 'AWS/Kinesis') {
+        if (!['PutRecords.ThrottledRecords', 'WriteProvisionedThroughputExceeded'].includes(p.MetricName))
+          this.err(`${where}.MetricName`, `${p.MetricName}: expected PutRecords.ThrottledRecords or WriteProvisionedThroughputExceeded`);
+        const dims = asList(p.Dimensions || []);
+        if (dims.length !== 1 || !isObj(dims[0]) || dims[0].Name !== 'StreamName' || !this.refersTo(dims[0].Value, streamName))
+          this.err(`${where}.Dimensions`, `must be StreamName = !Ref ${streamName}`);
+        else throttled = true;
+      }
+      for (const k of ['AlarmActions', 'OKActions', 'InsufficientDataActions'])
+        for (const b of p[k] === undefined ? [] : branches(p[k]))
+          for (const x of asList(b))
+            if (!(isObj(x) && x.Ref && this.resources[x.Ref] && this.resources[x.Ref].Type === 'AWS::SNS::Topic'))
+              this.err(`${where}.${k}`, 'alarm actions must be the stack\'s SNS topic');
+    }
+    if (!dropped) this.err('Resources', 'no alarm on the extension\'s EventsDropped metric');
+    if (!throttled) this.err('Resources', 'no alarm on the stream\'s throttling');
+    for (const [name, t] of this.byType('AWS::SNS::Topic'))
+      if (typeof t.Condition !== 'string') this.err(`Resources.${name}`, 'the alarm topic must be created only when an e-mail is given');
+  }
+
+  checkDashboard() {
+    const ns = this.namespaceParam();
+    const [streamName] = (this.byType('AWS::Kinesis::Stream')[0] || []);
+    const dashboards = this.byType('AWS::CloudWatch::Dashboard');
+    if (dashboards.length !== 1) return this.err('Resources', `expected one AWS::CloudWatch::Dashboard, found ${dashboards.length}`);
+    const [name, d] = dashboards[0];
+    const where = `Resources.${name}.Properties.DashboardBody`;
+    const body = d.Properties && d.Properties.DashboardBody;
+    const str = isObj(body) && body['Fn::Sub'] !== undefined ? (Array.isArray(body['Fn::Sub']) ? body['Fn::Sub'][0] : body['Fn::Sub']) : body;
+    if (typeof str !== 'string') return this.err(where, 'expected a string or Fn::Sub string');
+    let j;
+    try {
+      j = JSON.parse(str.replace(/\$\{([^}]*)\}/g, (m, v) => `SUB_${v.replace(/[^A-Za-z0-9]/g, '_')}`));
+    } catch (e) {
+      return this.err(where, `DashboardBody is not JSON: ${e.message}`);
+    }
+    const nsToken = `SUB_${ns}`;
+    const streamToken = `SUB_${streamName}`;
+    let ext = 0;
+    let kin = 0;
+    for (const w of asList(j.widgets || [])) {
+      let last = [];
+      for (const m of asList((w.properties && w.properties.metrics) || [])) {
+        // Repeated leading entries are written "." (same as the metric above).
+        const row = m.filter((x) => typeof x === 'string').map((x, i) => (x === '.' ? last[i] : x));
+        last = row;
+        if (row[0] === nsToken) {
+          ext++;
+          if (!this.extensionMetrics().has(row[1])) this.err(where, `${row[1]} is not a metric the extension emits`);
+        } else if (row[0] === 'AWS/Kinesis') {
+          kin++;
+          if (row[2] !== 'StreamName' || row[3] !== streamToken) this.err(where, `${row[1]} must be on StreamName \${${streamName}}`);
+        } else this.err(where, `metric ${JSON.stringify(row)}: namespace neither \${${ns}} nor AWS/Kinesis`);
+      }
+    }
+    if (ext === 0 || kin === 0) this.err(where, 'the dashboard must show the extension\'s metrics and the stream\'s');
+  }
+
+  // Firehose: reads exactly the telemetry stream into exactly the archive bucket, and its role
+  // grants just that.
+  checkArchive() {
+    const streams = this.byType('AWS::Kinesis::Stream').map(([n]) => n);
+    const fhs = this.byType('AWS::KinesisFirehose::DeliveryStream');
+    if (fhs.length === 0) return this.err('Resources', 'no archive (AWS::KinesisFirehose::DeliveryStream)');
+    for (const [name, f] of fhs) {
+      const where = `Resources.${name}.Properties`;
+      const p = f.Properties || {};
+      const src = p.KinesisStreamSourceConfiguration || {};
+      const dst = p.ExtendedS3DestinationConfiguration || {};
+      const getAtt = (v) => (isObj(v) && Array.isArray(v['Fn::GetAtt']) ? v['Fn::GetAtt'] : []);
+      if (p.DeliveryStreamType !== 'KinesisStreamAsSource') this.err(`${where}.DeliveryStreamType`, 'must be KinesisStreamAsSource');
+      if (getAtt(src.KinesisStreamARN)[0] !== streams[0] || getAtt(src.KinesisStreamARN)[1] !== 'Arn')
+        this.err(`${where}.KinesisStreamSourceConfiguration`, `must read !GetAtt ${streams[0]}.Arn`);
+      const bucket = getAtt(dst.BucketARN)[0];
+      if (!bucket || !this.resources[bucket] || this.resources[bucket].Type !== 'AWS::S3::Bucket' || getAtt(dst.BucketARN)[1] !== 'Arn')
+        { this.err(`${where}.ExtendedS3DestinationConfiguration.BucketARN`, 'must be !GetAtt <the archive bucket>.Arn'); continue; }
+      if (dst.CompressionFormat !== 'GZIP') this.err(`${where}.ExtendedS3DestinationConfiguration`, 'CompressionFormat must be GZIP');
+      if (typeof dst.Prefix !== 'string' || !['yyyy', 'MM', 'dd'].every((x) => dst.Prefix.includes(`!{timestamp:${x}}`)))
+        this.err(`${where}.ExtendedS3DestinationConfiguration.Prefix`, 'must be date-partitioned (!{timestamp:yyyy}, MM, dd)');
+      if (typeof dst.ErrorOutputPrefix !== 'string') this.err(`${where}.ExtendedS3DestinationConfiguration`, 'needs an ErrorOutputPrefix (required with a timestamp Prefix)');
+      const procs = asList(((dst.ProcessingConfiguration || {}).Processors) || []);
+      if (!procs.some((x) => isObj(x) && x.Type === 'AppendDelimiterToRecord'))
+        this.err(`${where}.ExtendedS3DestinationConfiguration`, 'records need AppendDelimiterToRecord (one JSON event per line)');
+      this.checkArchiveBucket(bucket);
+      const roles = new Set([getAtt(src.RoleARN)[0], getAtt(dst.RoleARN)[0]]);
+      if (roles.size !== 1 || ![...roles][0] || !this.resources[[...roles][0]])
+        { this.err(where, 'source and destination must use the same role of this stack'); continue; }
+      this.checkArchiveRole([...roles][0], streams[0], bucket);
+      for (const n of [bucket, ...roles])
+        if (this.resources[n].Condition !== f.Condition)
+          this.err(`Resources.${n}`, `must have the archive's condition ${f.Condition}`);
+    }
+  }
+
+  checkArchiveBucket(name) {
+    const p = this.resources[name].Properties || {};
+    const where = `Resources.${name}.Properties`;
+    const rules = asList(((p.BucketEncryption || {}).ServerSideEncryptionConfiguration) || []);
+    if (!rules.some((r) => isObj(r) && isObj(r.ServerSideEncryptionByDefault) && r.ServerSideEncryptionByDefault.SSEAlgorithm))
+      this.err(`${where}.BucketEncryption`, 'the archive bucket must be encrypted');
+    const pab = p.PublicAccessBlockConfiguration;
+    if (!isObj(pab)) this.err(where, 'the archive bucket needs a PublicAccessBlockConfiguration');
+    else for (const k of ['BlockPublicAcls', 'BlockPublicPolicy', 'IgnorePublicAcls', 'RestrictPublicBuckets'])
+      if (pab[k] !== true && pab[k] !== 'true') this.err(`${where}.PublicAccessBlockConfiguration.${k}`, 'must be true');
+    const lrules = asList(((p.LifecycleConfiguration || {}).Rules) || []);
+    if (!lrules.some((r) => isObj(r) && r.Status === 'Enabled' && r.ExpirationInDays !== undefined))
+      this.err(where, 'the archive bucket needs an enabled lifecycle rule with ExpirationInDays');
+  }
+
+  checkArchiveRole(name, stream, bucket) {
+    const r = this.resources[name];
+    const where = `Resources.${name}`;
+    if (r.Type !== 'AWS::IAM::Role') return this.err(where, 'the archive role must be an AWS::IAM::Role');
+    const p = r.Properties || {};
+    const trust = this.statements(p.AssumeRolePolicyDocument);
+    if (trust.length !== 1 || !isObj(trust[0].s) || !isObj(trust[0].s.Principal) ||
+        JSON.stringify(trust[0].s.Principal) !== JSON.stringify({ Service: 'firehose.amazonaws.com' }))
+      this.err(`${where}.Properties.AssumeRolePolicyDocument`, 'only firehose.amazonaws.com may assume the archive role');
+    if (p.ManagedPolicyArns !== undefined) this.err(`${where}.Properties.ManagedPolicyArns`, 'the archive role gets inline grants only');
+    const READ = ['kinesis:DescribeStream', 'kinesis:GetShardIterator', 'kinesis:GetRecords', 'kinesis:ListShards'];
+    const WRITE = ['s3:AbortMultipartUpload', 's3:GetBucketLocation', 's3:GetObject', 's3:ListBucket',
+      's3:ListBucketMultipartUploads', 's3:PutObject'];
+    const granted = new Set();
+    const isArn = (x, res) => isObj(x) && Array.isArray(x['Fn::GetAtt']) && x['Fn::GetAtt'][0] === res && x['Fn::GetAtt'][1] === 'Arn';
+    const isObjects = (x) => isObj(x) && x['Fn::Sub'] === `\${${bucket}.Arn}/*`;
+    for (const pol of asList(p.Policies || []))
+      for (const { s, conditional } of this.statements(pol && pol.PolicyDocument)) {
+        if (!isObj(s) || s.Effect !== 'Allow') continue;
+        const actions = asList(s.Action || []);
+        const res = asList(s.Resource || []);
+        const w = `${where}.Properties.Policies`;
+        if (actions.length && actions.every((a) => READ.includes(a))) {
+          if (res.length !== 1 || !isArn(res[0], stream)) this.err(w, `kinesis read actions must be granted on !GetAtt ${stream}.Arn only`);
+        } else if (actions.length && actions.every((a) => WRITE.includes(a))) {
+          if (!res.length || !res.every((x) => isArn(x, bucket) || isObjects(x)))
+            this.err(w, `s3 actions must be granted on the archive bucket (!GetAtt ${bucket}.Arn and \${${bucket}.Arn}/*) only, got ${JSON.stringify(s.Resource)}`);
+        } else if (actions.length && actions.every((a) => a === 'kms:Decrypt')) {
+          if (res.length !== 1 || !isObj(res[0]) || !(res[0].Ref in this.params) || !conditional)
+            this.err(w, 'kms:Decrypt must be granted only on the customer key parameter, under a condition');
+        } else {
+          this.err(w, `the archive role grants ${JSON.stringify(s.Action)}: only ${READ.join(', ')} on the stream, ` +
+            `${WRITE.join(', ')} on the bucket and kms:Decrypt on a customer key are allowed`);
+          continue;
+        }
+        actions.forEach((a) => granted.add(a));
+      }
+    for (const a of [...READ, 's3:PutObject', 's3:GetBucketLocation', 's3:ListBucket'])
+      if (!granted.has(a)) this.err(`${where}.Properties.Policies`, `${a} is not granted: Firehose needs it`);
+  }
+
   run(configVars) {
     for (const k of Object.keys(this.t)) if (!TOP_KEYS.has(k)) this.err(k, 'unknown top-level section');
     // A malformed template may break a check's assumptions: report that as a problem, go on.
     for (const step of ['checkParameters', 'checkConditionsAndOutputs', 'checkResources', 'checkIamWildcards',
-      'checkTelemetryPolicy', 'checkWiring']) {
+      'checkTelemetryPolicy', 'checkWiring', 'checkConditionalRefs', 'checkAlarms', 'checkDashboard', 'checkArchive']) {
       try {
         this[step](configVars);
       } catch (e) {
@@ -530,6 +781,12 @@ class Checker {
     }
     return this.errors;
   }
+}
+
+// Metric names the extension writes: the { "Name", "Unit", ... } rows of controller/metrics.c.
+function readMetricNames(file) {
+  const src = fs.readFileSync(file, 'utf8');
+  return new Set([...src.matchAll(/\{ "([A-Za-z0-9]+)", "(Count|Bytes|Milliseconds|Percent)"/g)].map((m) => m[1]));
 }
 
 function readConfigVars(file) {
@@ -558,7 +815,14 @@ function main(argv) {
     console.error(`${path.basename(file)}: not a mapping`);
     return 1;
   }
-  const errors = new Checker(t, file).run(fs.existsSync(config) ? readConfigVars(config) : null);
+  const checker = new Checker(t, file);
+  const metrics = path.join(path.dirname(config), '..', 'controller', 'metrics.c');
+  checker.metricNames = fs.existsSync(metrics) ? readMetricNames(metrics) : null;
+  if (!checker.metricNames || checker.metricNames.size === 0) {
+    console.error(`${path.basename(file)}: cannot read the metric names from ${metrics}`);
+    return 1;
+  }
+  const errors = checker.run(fs.existsSync(config) ? readConfigVars(config) : null);
   if (errors.length) {
     errors.forEach((e) => console.error(e));
     return 1;

@@ -2,7 +2,10 @@
 // The report at the end of `make demo`: what arrived in Kinesis against what the simulated function
 // emitted, and what the simulator measured (cold start, per-invocation overhead, memory, shutdown).
 // Usage: node report.js --summary S.json --records R.jsonl --ids IDS.txt [--dropped-ids D.txt] [--layer-zip Z]
+//            [--emf E.json]
 //   R.jsonl: tests/tools/kinesis_read.js output (--deaggregate), one Kinesis (user) record per line.
+//   E.json: tests/e2e/check_emf.js output: the extension's own metrics (its EMF lines), summed; printed
+//   beside the same figures read back from Kinesis and measured by the simulator.
 // Exit 0 when every emitted function log line arrived, 1 otherwise.
 'use strict';
 
@@ -86,6 +89,44 @@ function main() {
     `dropped by Lambda ${lambdaDropped.size}, missing ${missing.length}, duplicated ${dups}`,
     `${missing.length ? ` (first missing: ${missing.slice(0, 5).join(', ')})` : ''}`);
 
+  // The extension's own metrics (what CloudWatch would show) against what Kinesis and the simulator say.
+  let metricsAgree = true;
+  if (o.emf && fs.existsSync(o.emf)) {
+    const e = JSON.parse(fs.readFileSync(o.emf, 'utf8'));
+    const m = e.sums || {};
+    const eventBytes = events.reduce((n, x) => n + Buffer.byteLength(x.raw), 0);
+    const tel0 = s.telemetry || {};
+    const inv = s.invocations || {};
+    p('');
+    p(`The extension's own metrics: ${e.lines} CloudWatch EMF line(s) on its stdout (${fmtBytes(e.bytes)}, `,
+      `${inv.completed ? Math.round(e.bytes / inv.completed) : e.bytes} B per invocation), summed:`);
+    p('  metric (EMF)                   extension   measured elsewhere');
+    const row = (name, value, other, where) => {
+      const ok = other === undefined || other === null || value === other;
+      if (!ok) metricsAgree = false;
+      p(`  ${name.padEnd(30)} ${String(value ?? '-').padStart(9)}   ${other === undefined ? '' :
+        `${String(other).padStart(9)} ${where}${ok ? '' : '  <- DIFFERS'}`}`);
+    };
+    row('Invocations', m.Invocations, inv.completed, 'completed (simulator)');
+    row('EventsReceived', m.EventsReceived, tel0.events, 'delivered by the Telemetry API (simulator)');
+    row('EventsSent', m.EventsSent, events.length, 'events read back from Kinesis');
+    row('RecordsSent', m.RecordsSent, kinesisRecords, 'Kinesis records read back');
+    row('BytesSent', m.BytesSent, eventBytes, 'bytes of those events');
+    row('EventsDropped', m.EventsDropped, undefined);
+    row('  DroppedByLambda', m.DroppedByLambda, ((tel0.logs_dropped || {}).records) ?? undefined,
+      'records Lambda reported dropping (simulator)');
+    row('  DroppedTooLarge / Rejected', (m.DroppedTooLarge || 0) + (m.DroppedRejected || 0), undefined);
+    row('  DroppedAtShutdown', m.DroppedAtShutdown, undefined);
+    row('RecordsRetried', m.RecordsRetried, undefined);
+    const mx = e.max || {};
+    p(`  arrival -> acknowledgement    p50 up to ${mx.AckLatencyP50 ?? '-'} ms, max ${mx.AckLatencyMax ?? '-'} ms `,
+      '(highest per line)');
+    p(`  ring high-water               ${mx.RingHighWater ?? '-'} % (${fmtBytes(mx.RingHighWaterBytes || 0)})`);
+    p(`  next held after the runtime   ${m.NextHoldTime ?? '-'} ms in ${m.NextHolds ?? '-'} invocation(s)`);
+    p(metricsAgree ? '  The extension\'s metrics agree with what Kinesis holds and the simulator delivered.'
+      : '  PROBLEM: the extension\'s metrics disagree with the figures measured elsewhere.');
+  }
+
   // A few sample records.
   p('');
   p('Sample events:');
@@ -123,7 +164,7 @@ function main() {
       `answers far slower than Kinesis.`);
   p('');
   const good = missing.length === 0 && emitted.length > 0 && unparsed === 0 && s.result === 'ok' &&
-    lostPlatform.length === 0;
+    lostPlatform.length === 0 && metricsAgree;
   if (lostPlatform.length) p(`Platform events missing: ${lostPlatform.join(', ')}`);
   p(good ? 'RESULT: every function log line and platform event made it to Kinesis.'
     : 'RESULT: PROBLEM: see the counts above.');

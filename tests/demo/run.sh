@@ -5,7 +5,9 @@
 #   3. runs the Lambda simulator with the layer: a sample function invoked a dozen times, logging a few
 #      hundred lines, then SHUTDOWN;
 #   4. reads every record back from the stream and prints a report (tests/demo/report.js): events per
-#      type, sample records, function log lines emitted vs arrived, cold start, per-invocation overhead.
+#      type, sample records, function log lines emitted vs arrived, cold start, per-invocation overhead,
+#      and the metrics the extension published about itself (its EMF lines) beside the same figures
+#      read back from Kinesis.
 # As root the extension runs from the layer unpacked at /opt of an otherwise empty root (chroot), as in
 # Lambda; otherwise through the layer's own dynamic loader. Artifacts are left in build/demo/.
 # Knobs: DEMO_INVOCATIONS (12), DEMO_LOG_LINES (25 per invocation), DEMO_FORMAT (event|ndjson|kpl),
@@ -113,7 +115,10 @@ MOCK_PID=""
 
 step "report"
 rc=0
-node tests/demo/report.js --summary "$OUT/summary.json" --records "$OUT/records.jsonl" \
+# The extension's own metrics: the CloudWatch EMF lines it wrote on stdout (echoed in sim.log).
+node tests/e2e/check_emf.js "$OUT/sim.log" >"$OUT/emf.json" 2>"$WORK/emf.log" ||
+	{ cat "$WORK/emf.log"; info "the extension's EMF lines are not valid (see above)"; rc=1; }
+node tests/demo/report.js --summary "$OUT/summary.json" --records "$OUT/records.jsonl" --emf "$OUT/emf.json" \
 	--ids "$OUT/emitted-ids.txt" --dropped-ids "$OUT/lambda-dropped-ids.txt" --layer-zip "$ZIP" || rc=$?
-info "artifacts: $OUT (summary.json, records.jsonl, emitted-ids.txt, sim.log)"
+info "artifacts: $OUT (summary.json, records.jsonl, emitted-ids.txt, sim.log, emf.json)"
 [ "$sim_rc" -eq 0 ] && [ "$rc" -eq 0 ] || die "see above"

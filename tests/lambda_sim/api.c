@@ -491,5 +491,6 @@ int api_start(int port, int *bound_port)
 	mg_set_request_handler(ctx, "/2020-01-01/extension/exit/error$", h_error, NULL);
 	mg_set_request_handler(ctx, "/2022-07-01/telemetry$", h_telemetry, NULL);
 	mg_set_request_handler(ctx, "/2022-07-01/telemetry/$", h_telemetry, NULL);
+	mg_set_request_handler(ctx, CREDS_PATH "$", creds_handler, NULL);
 	return 0;
 }

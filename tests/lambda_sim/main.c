@@ -31,6 +31,8 @@ static int completed;
 static double t_inv_first, t_inv_last;      /* span of the invocation phase */
 static const char *result = "ok", *shutdown_reason_used;
 static double shutdown_ms_total;
+static double restore_ms = -1;              /* SnapStart: restore duration, -1 before any */
+static double snapshot_at_epoch, restore_at_epoch;
 static char reset_reason[512];
 
 /* ---- helpers ---- */
@@ -84,6 +86,11 @@ static json_object *jnum(double v)
 }
 
 /* ---- init ---- */
+
+static const char *init_type(void)
+{
+	return g.o.snapstart ? "snap-start" : "on-demand";
+}
 
 static int all_registered(void)
 {
@@ -147,7 +154,7 @@ static void emit_init_report(const char *status, const char *etype)
 {
 	json_object *r = json_object_new_object(), *m = json_object_new_object();
 
-	json_object_object_add(r, "initializationType", json_object_new_string("on-demand"));
+	json_object_object_add(r, "initializationType", json_object_new_string(init_type()));
 	json_object_object_add(r, "phase", json_object_new_string("init"));
 	json_object_object_add(r, "status", json_object_new_string(status));
 	if (etype)
@@ -169,7 +176,7 @@ static int run_init(void)
 	g.t0_mono = now_ms();
 	deadline = g.t0_mono + g.o.init_timeout_ms;
 	r = json_object_new_object();
-	json_object_object_add(r, "initializationType", json_object_new_string("on-demand"));
+	json_object_object_add(r, "initializationType", json_object_new_string(init_type()));
 	json_object_object_add(r, "phase", json_object_new_string("init"));
 	json_object_object_add(r, "functionName", json_object_new_string(g.o.function_name));
 	json_object_object_add(r, "functionVersion", json_object_new_string(g.o.function_version));
@@ -199,7 +206,7 @@ static int run_init(void)
 		pthread_mutex_lock(&g.mu);
 	}
 	r = json_object_new_object();
-	json_object_object_add(r, "initializationType", json_object_new_string("on-demand"));
+	json_object_object_add(r, "initializationType", json_object_new_string(init_type()));
 	json_object_object_add(r, "phase", json_object_new_string("init"));
 	json_object_object_add(r, "status", json_object_new_string("success"));
 	{
@@ -250,6 +257,53 @@ fail:
 		emit_init_report("error", etype);
 	}
 	return -1;
+}
+
+/* ---- SnapStart: snapshot and restore ---- */
+
+/*
+ * After init: the snapshot. Every extension is frozen (as between invocations) for the gap; then the
+ * restore thaws them and emits platform.restoreStart, restoreRuntimeDone and restoreReport (aws-spec 2).
+ * Invocations follow; the first platform.report carries restoreDurationMs instead of initDurationMs.
+ * The extensions are the same processes: what a real restore shares between environments (random
+ * state, sockets) is left for the extension to renew, as it must on Lambda.
+ */
+static void run_snapshot_restore(void)
+{
+	json_object *r, *m;
+	double t_restore;
+
+	pthread_mutex_lock(&g.mu);
+	proc_freeze();
+	snapshot_at_epoch = epoch_ms();
+	pthread_mutex_unlock(&g.mu);
+	if (!g.o.quiet)
+		sim_logf("snapshot taken: extensions frozen for %d ms", g.o.snapshot_gap_ms);
+	sleep_ms(g.o.snapshot_gap_ms);
+	pthread_mutex_lock(&g.mu);
+	t_restore = now_ms();
+	restore_at_epoch = epoch_ms();
+	proc_thaw();
+	r = json_object_new_object();
+	json_object_object_add(r, "functionName", json_object_new_string(g.o.function_name));
+	json_object_object_add(r, "functionVersion", json_object_new_string(g.o.function_version));
+	json_object_object_add(r, "instanceMaxMemory", json_object_new_int(g.o.memory_mb));
+	json_object_object_add(r, "runtimeVersion", json_object_new_string("provided:al2023.v1"));
+	tel_emit("platform.restoreStart", r);
+	r = json_object_new_object();
+	json_object_object_add(r, "status", json_object_new_string("success"));
+	tel_emit("platform.restoreRuntimeDone", r);
+	restore_ms = now_ms() - t_restore;
+	r = json_object_new_object();
+	m = json_object_new_object();
+	json_object_object_add(r, "status", json_object_new_string("success"));
+	json_object_object_add(m, "durationMs", jnum(restore_ms));
+	json_object_object_add(r, "metrics", m);
+	tel_emit("platform.restoreReport", r);
+	proc_freeze();          /* restored, waiting for the first invoke */
+	pthread_mutex_unlock(&g.mu);
+	if (!g.o.quiet)
+		sim_logf("restored in %.3f ms", restore_ms);
 }
 
 /* ---- invocations ---- */
@@ -390,7 +444,9 @@ static void emit_report(const char *req, const char *status, const char *etype, 
 	json_object_object_add(m, "billedDurationMs", json_object_new_int64((int64_t)ceil(dur)));
 	json_object_object_add(m, "memorySizeMB", json_object_new_int(g.o.memory_mb));
 	json_object_object_add(m, "maxMemoryUsedMB", json_object_new_int64(used > 0 ? used : 1));
-	if (first)
+	if (first && restore_ms >= 0)
+		json_object_object_add(m, "restoreDurationMs", jnum(restore_ms));
+	else if (first)
 		json_object_object_add(m, "initDurationMs", jnum(g.init_duration_ms));
 	json_object_object_add(r, "metrics", m);
 	tel_emit("platform.report", r);
@@ -892,6 +948,25 @@ static int write_summary(int code, const char *reason)
 	json_object_object_add(o, "error", pct_obj(&g.api_lat[API_ERROR]));
 	json_object_object_add(s, "api_service_ms", o);
 	json_object_object_add(s, "function_log_ids", json_object_new_int64((int64_t)ids_written));
+	if (g.o.snapstart) {
+		uint64_t served, unauth;
+		long issued;
+		char tm[40];
+
+		creds_stats(&served, &unauth, &issued);
+		o = json_object_new_object();
+		json_object_object_add(o, "snapshot_gap_ms", json_object_new_int(g.o.snapshot_gap_ms));
+		iso_time(tm, sizeof(tm), snapshot_at_epoch);
+		json_object_object_add(o, "snapshot_at", json_object_new_string(tm));
+		iso_time(tm, sizeof(tm), restore_at_epoch);
+		json_object_object_add(o, "restore_at", json_object_new_string(tm));
+		json_object_object_add(o, "restore_ms", jnum(restore_ms));
+		json_object_object_add(o, "credentials_ttl_ms", json_object_new_int(g.o.credentials_ttl_ms));
+		json_object_object_add(o, "credentials_served", json_object_new_int64((int64_t)served));
+		json_object_object_add(o, "credentials_unauthorized", json_object_new_int64((int64_t)unauth));
+		json_object_object_add(o, "credentials_issued", json_object_new_int64(issued));
+		json_object_object_add(s, "snapstart", o);
+	}
 
 	txt = json_object_to_json_string_ext(s, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
 	if (g.o.summary_path) {
@@ -920,7 +995,8 @@ static void usage(FILE *f)
 	      "         [--id-prefix P] [--dropped-ids FILE] [--quiet] [--managed-instances] [--concurrency K]\n"
 	      "         [--telemetry-unsupported] [--init-timeout-ms M] [--timeout-ms M]\n"
 	      "         [--runtime-init-ms M] [--buffer-bytes B] [--port P] [--function-name N]\n"
-	      "         [--memory-mb N]\n"
+	      "         [--memory-mb N] [--snapstart [--snapshot-gap-ms M] [--credentials-ttl-ms M]\n"
+	      "         [--credentials-file FILE]]\n"
 	      "Runs the executables of DIR/extensions as Lambda would, N invocations, then SHUTDOWN.\n"
 	      "Exit status: 0 run completed, 2 usage, 3 init failed, 4 environment reset (crash).\n", f);
 }
@@ -942,7 +1018,7 @@ static int parse_args(int argc, char **argv)
 {
 	enum { O_LAYER = 256, O_INV, O_ENV, O_LINES, O_BYTES, O_FMT, O_HANDLER, O_INTERVAL, O_REASON, O_SUMMARY,
 	       O_IDS, O_PREFIX, O_QUIET, O_MANAGED, O_CONC, O_UNSUP, O_INITTO, O_TIMEOUT, O_RTINIT, O_PORT,
-	       O_BUF, O_FNAME, O_MEM, O_DROPPED, O_HELP };
+	       O_BUF, O_FNAME, O_MEM, O_DROPPED, O_HELP, O_SNAP, O_GAP, O_CTTL, O_CFILE };
 	static const struct option lo[] = {
 		{"layer", 1, 0, O_LAYER}, {"invocations", 1, 0, O_INV}, {"env", 1, 0, O_ENV},
 		{"log-lines", 1, 0, O_LINES}, {"log-bytes", 1, 0, O_BYTES}, {"log-format", 1, 0, O_FMT},
@@ -953,7 +1029,9 @@ static int parse_args(int argc, char **argv)
 		{"init-timeout-ms", 1, 0, O_INITTO}, {"timeout-ms", 1, 0, O_TIMEOUT},
 		{"runtime-init-ms", 1, 0, O_RTINIT}, {"port", 1, 0, O_PORT}, {"buffer-bytes", 1, 0, O_BUF},
 		{"function-name", 1, 0, O_FNAME}, {"memory-mb", 1, 0, O_MEM}, {"help", 0, 0, O_HELP},
-		{"dropped-ids", 1, 0, O_DROPPED},
+		{"dropped-ids", 1, 0, O_DROPPED}, {"snapstart", 0, 0, O_SNAP},
+		{"snapshot-gap-ms", 1, 0, O_GAP}, {"credentials-ttl-ms", 1, 0, O_CTTL},
+		{"credentials-file", 1, 0, O_CFILE},
 		{0, 0, 0, 0}};
 	struct sim_opts *o = &g.o;
 	int c, v, bad = 0;
@@ -973,6 +1051,8 @@ static int parse_args(int argc, char **argv)
 	o->function_version = "$LATEST";
 	o->memory_mb = 128;
 	o->region = "us-east-1";
+	o->snapshot_gap_ms = 1000;
+	o->credentials_ttl_ms = 15 * 60 * 1000;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
 		case O_LAYER: o->layer = optarg; break;
@@ -1031,6 +1111,10 @@ static int parse_args(int argc, char **argv)
 		case O_BUF: bad |= parse_int(optarg, 1024, 1 << 30, &v); o->buffer_bytes = v; break;
 		case O_FNAME: o->function_name = optarg; break;
 		case O_MEM: bad |= parse_int(optarg, 128, 10240, &o->memory_mb); break;
+		case O_SNAP: o->snapstart = 1; break;
+		case O_GAP: bad |= parse_int(optarg, 0, 3600000, &o->snapshot_gap_ms); break;
+		case O_CTTL: bad |= parse_int(optarg, 200, 86400000, &o->credentials_ttl_ms); break;
+		case O_CFILE: o->credentials_file = optarg; break;
 		case O_HELP: usage(stdout); exit(0);
 		default: bad = 1;
 		}
@@ -1043,6 +1127,10 @@ static int parse_args(int argc, char **argv)
 	}
 	if (bad) {
 		usage(stderr);
+		return -EINVAL;
+	}
+	if (o->snapstart && o->managed) {
+		fputs("lambda-sim: --snapstart and --managed-instances exclude each other\n", stderr);
 		return -EINVAL;
 	}
 	if (o->concurrency > 1 && !o->managed) {
@@ -1099,6 +1187,8 @@ int main(int argc, char **argv)
 	}
 	if (!g.o.quiet)
 		sim_logf("Runtime API on 127.0.0.1:%d, layer %s", g.port, g.o.layer);
+	if (g.o.snapstart)
+		creds_init();
 
 	pthread_mutex_lock(&g.mu);
 	rc = run_init();
@@ -1116,6 +1206,8 @@ int main(int argc, char **argv)
 		if (!g.o.quiet)
 			sim_logf("init done in %.2f ms, pss %ld kB rss %ld kB (%d procs)", g.init_duration_ms,
 			         mem_last.pss_kb, mem_last.rss_kb, mem_last.procs);
+		if (g.o.snapstart)
+			run_snapshot_restore();
 		if (g.o.managed) {
 			pthread_mutex_lock(&g.mu);
 			proc_thaw();

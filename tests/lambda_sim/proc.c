@@ -62,15 +62,22 @@ static char **build_env(void)
 	env_set(env, &n, "AWS_LAMBDA_RUNTIME_API", buf);
 	env_set(env, &n, "AWS_REGION", g.o.region);
 	env_set(env, &n, "AWS_DEFAULT_REGION", g.o.region);
-	/* fake, well-formed credentials: they only have to sign requests to a local Kinesis */
-	env_set(env, &n, "AWS_ACCESS_KEY_ID", "ASIAXSIMULATORKEY000");
-	env_set(env, &n, "AWS_SECRET_ACCESS_KEY", "lambdaSimFakeSecretAccessKey0000000000000");
-	env_set(env, &n, "AWS_SESSION_TOKEN", "lambda-sim-fake-session-token");
+	if (g.o.snapstart) {
+		/* SnapStart: container credentials instead of key variables (aws-spec 5) */
+		creds_uri(buf, sizeof(buf));
+		env_set(env, &n, "AWS_CONTAINER_CREDENTIALS_FULL_URI", buf);
+		env_set(env, &n, "AWS_CONTAINER_AUTHORIZATION_TOKEN", creds_token());
+	} else {
+		/* fake, well-formed credentials: they only have to sign requests to a local Kinesis */
+		env_set(env, &n, "AWS_ACCESS_KEY_ID", "ASIAXSIMULATORKEY000");
+		env_set(env, &n, "AWS_SECRET_ACCESS_KEY", "lambdaSimFakeSecretAccessKey0000000000000");
+		env_set(env, &n, "AWS_SESSION_TOKEN", "lambda-sim-fake-session-token");
+	}
 	env_set(env, &n, "AWS_LAMBDA_FUNCTION_NAME", g.o.function_name);
 	env_set(env, &n, "AWS_LAMBDA_FUNCTION_VERSION", g.o.function_version);
 	snprintf(buf, sizeof(buf), "%d", g.o.memory_mb);
 	env_set(env, &n, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", buf);
-	env_set(env, &n, "AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand");
+	env_set(env, &n, "AWS_LAMBDA_INITIALIZATION_TYPE", g.o.snapstart ? "snap-start" : "on-demand");
 	if (g.o.log_json)
 		env_set(env, &n, "AWS_LAMBDA_LOG_FORMAT", "JSON");
 	env_set(env, &n, "TZ", ":UTC");
@@ -81,8 +88,12 @@ static char **build_env(void)
 	for (i = 0; i < g.o.nenv; i++) {
 		const char *kv = g.o.env[i], *eq = strchr(kv, '=');
 		char key[256];
+		snprintf(key, sizeof(key), "%.*s", eq ? (int)(eq - kv) : (int)strlen(kv), kv);
+		/* reserved: a SnapStart function cannot bring key variables back (aws-spec 5) */
+		if (g.o.snapstart && (!strcmp(key, "AWS_ACCESS_KEY_ID") || !strcmp(key, "AWS_SECRET_ACCESS_KEY") ||
+		                      !strcmp(key, "AWS_SESSION_TOKEN")))
+			continue;
 		if (eq) {
-			snprintf(key, sizeof(key), "%.*s", (int)(eq - kv), kv);
 			env_set(env, &n, key, eq + 1);
 		} else if (getenv(kv)) {
 			env_set(env, &n, kv, getenv(kv));     /* --env NAME passes the simulator's own value */

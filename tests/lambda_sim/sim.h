@@ -141,6 +141,10 @@ struct sim_opts {
 	const char *function_version;
 	int memory_mb;
 	const char *region;
+	int snapstart;          /* --snapstart: init, snapshot (frozen for snapshot_gap_ms), restore */
+	int snapshot_gap_ms;
+	int credentials_ttl_ms; /* SnapStart container credentials: lifetime of a key pair */
+	const char *credentials_file;
 };
 
 struct sim_mem {
@@ -217,6 +221,15 @@ void tel_kick(void);            /* wakes delivery threads (frozen/hold changed) 
 void tel_stop_all(void);        /* without sim.mu: stops and joins the delivery threads */
 void tel_global_init(void);     /* once, before any thread: libcurl */
 void tel_count(const char *type);       /* counts an emitted event for the summary */
+
+/* creds.c: the container credentials endpoint (SnapStart) at CREDS_PATH on the API server */
+#define CREDS_PATH "/2021-04-23/credentials"
+struct mg_connection;
+void creds_init(void);          /* enables the endpoint: a fresh token, rotation starts now */
+const char *creds_token(void);  /* the AWS_CONTAINER_AUTHORIZATION_TOKEN value */
+void creds_uri(char *buf, size_t len);  /* the AWS_CONTAINER_CREDENTIALS_FULL_URI value */
+int creds_handler(struct mg_connection *c, void *ud);   /* civetweb handler */
+void creds_stats(uint64_t *served, uint64_t *unauthorized, long *issued);
 
 /* proc.c */
 /* Starts every file of <layer>/extensions (sorted, in parallel, own process group, clean environment);

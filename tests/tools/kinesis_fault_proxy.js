@@ -16,6 +16,15 @@
  *   --config JSON         initial fault configuration (keys below)   [KFP_CONFIG]
  *   --error500-rate R --error503-rate R --throttle-rate R --throttle-record-rate R
  *   --latency-ms N --down (shorthands for the keys of the same meaning)
+ *   --credentials-file F  verify credentials as Kinesis would        [KFP_CREDENTIALS_FILE]
+ *                         F lists the key pairs a credentials provider has issued, one per
+ *                         line "<AccessKeyId> <Token> <Expiration epoch ms> <SecretAccessKey>"
+ *                         (lambda-sim --snapstart --credentials-file writes it; re-read per
+ *                         request). Every data request must then carry a valid SigV4
+ *                         signature by a listed, unexpired key with its token, else:
+ *                         unknown key or wrong token -> 400 UnrecognizedClientException,
+ *                         past Expiration -> 400 ExpiredTokenException, bad signature ->
+ *                         400 InvalidSignatureException (not forwarded, no other fault).
  *
  * Fault configuration (JSON keys; POST /__fault merges them into the current one):
  *   error500Rate          whole request answered 500 InternalFailure, not forwarded
@@ -55,7 +64,10 @@
  *   while upstream wrote them, e.g. by going down: may legitimately arrive twice)},
  *   upstreamErrors, latencyApplied, seed, amzDate{checked, missing, maxSkewMs, last,
  *   lastSkewMs} (X-Amz-Date of the requests to `targets` minus their arrival time: a
- *   request signed before a freeze and sent after it shows the frozen time).
+ *   request signed before a freeze and sent after it shows the frozen time),
+ *   credentials{checked, accepted, unknown, expired, badSignature, keys{AccessKeyId: accepted
+ *   requests}, log [{akid, at, conn}] of the first 10,000 accepted} (with --credentials-file),
+ *   connections (data connections accepted; `conn` numbers them from 1).
  *
  * Example:
  *   read -r PORT CPORT < <(node tests/tools/kinesis_fault_proxy.js --upstream "$EP" & echo) ...
@@ -76,6 +88,9 @@ const ERRORS = {
   validation: [400, 'ValidationException', '1 validation error detected (injected)'],
   notfound: [400, 'ResourceNotFoundException', 'Stream not found (injected).'],
   accessdenied: [400, 'AccessDeniedException', 'User is not authorized to perform: kinesis:PutRecords (injected)'],
+  unrecognized: [400, 'UnrecognizedClientException', 'The security token included in the request is invalid.'],
+  badsignature: [400, 'InvalidSignatureException',
+    'The request signature we calculated does not match the signature you provided.'],
 };
 const COUNTER_OF = { 500: 'error500', 503: 'error503' };
 
@@ -94,10 +109,11 @@ function zeroStats(seed) {
       accessdenied: 0, reset: 0, dropReply: 0, partialRequests: 0, downResets: 0 },
     records: { received: 0, forwarded: 0, acceptedUpstream: 0, failedUpstream: 0, injectedFailed: 0,
       rejectedWhole: 0, ackDropped: 0 },
-    upstreamErrors: 0, latencyApplied: 0, seed,
+    upstreamErrors: 0, latencyApplied: 0, seed, connections: 0,
     /* X-Amz-Date of requests to `targets` against the arrival time: a request signed
      * before a long freeze and sent after it shows the freeze as skew. */
     amzDate: { checked: 0, missing: 0, maxSkewMs: 0, last: null, lastSkewMs: null },
+    credentials: { checked: 0, accepted: 0, unknown: 0, expired: 0, badSignature: 0, keys: {}, log: [] },
   };
 }
 
@@ -120,6 +136,7 @@ function parseArgs(argv) {
     host: env.KFP_HOST || '127.0.0.1', upstream: env.KFP_UPSTREAM || '',
     seed: env.KFP_SEED !== undefined ? Number(env.KFP_SEED) : Math.floor(Math.random() * 2 ** 31),
     config: env.KFP_CONFIG ? JSON.parse(env.KFP_CONFIG) : {},
+    credentialsFile: env.KFP_CREDENTIALS_FILE || '',
   };
   const shorthand = { '--error500-rate': 'error500Rate', '--error503-rate': 'error503Rate',
     '--throttle-rate': 'throttleRate', '--throttle-record-rate': 'throttleRecordRate', '--latency-ms': 'latencyMs' };
@@ -132,6 +149,7 @@ function parseArgs(argv) {
     else if (a === '--seed') o.seed = Number(argv[++i]);
     else if (a === '--config') Object.assign(o.config, JSON.parse(argv[++i]));
     else if (a === '--down') o.config.down = true;
+    else if (a === '--credentials-file') o.credentialsFile = argv[++i];
     else if (shorthand[a]) o.config[shorthand[a]] = Number(argv[++i]);
     else throw new Error(`unknown argument ${a}`);
   }
@@ -309,6 +327,56 @@ function noteAmzDate(v) {
   if (Math.abs(skew) > Math.abs(stats.amzDate.maxSkewMs)) stats.amzDate.maxSkewMs = skew;
 }
 
+/*
+ * SigV4 verification against the issued key pairs (--credentials-file): the checks Kinesis
+ * makes before anything else. Returns null when the request may pass, else an ERRORS kind.
+ */
+const crypto = require('crypto');
+const sha256hex = (b) => crypto.createHash('sha256').update(b).digest('hex');
+const hmac = (k, v) => crypto.createHmac('sha256', k).update(v).digest();
+
+function readKeys() {
+  const keys = new Map();
+  let text = '';
+  try { text = require('fs').readFileSync(opts.credentialsFile, 'utf8'); } catch (e) { return keys; }
+  for (const line of text.split('\n')) {
+    const [akid, token, exp, secret] = line.trim().split(/\s+/);
+    if (akid && secret) keys.set(akid, { token, expires: Number(exp), secret });
+  }
+  return keys;
+}
+
+function checkCredentials(req, body) {
+  const c = stats.credentials;
+  const now = Date.now();
+  c.checked++;
+  const m = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})$/
+    .exec(String(req.headers.authorization || ''));
+  if (!m) { c.unknown++; return 'unrecognized'; }
+  const [, akid, date, region, service, signed, signature] = m;
+  const key = readKeys().get(akid);
+  if (!key || String(req.headers['x-amz-security-token'] || '') !== key.token) { c.unknown++; return 'unrecognized'; }
+  if (now >= key.expires) { c.expired++; return 'expired'; }
+  const amzDate = String(req.headers['x-amz-date'] || '');
+  const names = signed.split(';');
+  const canonHeaders = names.map((n) => `${n}:${String(req.headers[n] || '').trim().replace(/\s+/g, ' ')}\n`).join('');
+  const q = req.url.indexOf('?');
+  const path = q < 0 ? req.url : req.url.slice(0, q);
+  const creq = [req.method, path, q < 0 ? '' : req.url.slice(q + 1), canonHeaders, signed, sha256hex(body)].join('\n');
+  const scope = `${date}/${region}/${service}/aws4_request`;
+  const sts = ['AWS4-HMAC-SHA256', amzDate, scope, sha256hex(creq)].join('\n');
+  let k = hmac(`AWS4${key.secret}`, date);
+  k = hmac(hmac(hmac(k, region), service), 'aws4_request');
+  if (!names.includes('host') || crypto.createHmac('sha256', k).update(sts).digest('hex') !== signature) {
+    c.badSignature++;
+    return 'badsignature';
+  }
+  c.accepted++;
+  c.keys[akid] = (c.keys[akid] || 0) + 1;
+  if (c.log.length < 10000) c.log.push({ akid, at: now, conn: req.socket.kfpConn });
+  return null;
+}
+
 function countRecords(json) {
   if (json && Array.isArray(json.Records)) return json.Records.length;
   if (json && json.Data !== undefined) return 1;         /* PutRecord */
@@ -326,6 +394,13 @@ async function handleData(req, res, body) {
     try { json = JSON.parse(body.toString('utf8')); } catch (e) { json = null; }
   }
   const nrec = countRecords(json);
+  if (opts.credentialsFile) {
+    const refused = checkCredentials(req, body);
+    if (refused) {
+      stats.records.rejectedWhole += faulty ? nrec : 0;
+      return sendError(res, refused);
+    }
+  }
   if (faulty) {
     stats.records.received += nrec;
     noteAmzDate(String(req.headers['x-amz-date'] || ''));
@@ -476,6 +551,7 @@ dataServer.on('error', (e) => {      /* re-listen after "down" lost the port rac
   if (!started) process.exit(1);
   if (!cfg.down) setTimeout(listenData, 100);
 });
+let connSeq = 0;
 dataServer.on('connection', (s) => {
   if (cfg.down) {                     /* "reset" mode: accept, then reset at once */
     stats.injected.downResets++;
@@ -483,6 +559,8 @@ dataServer.on('connection', (s) => {
     return;
   }
   s.kfpData = true;
+  s.kfpConn = ++connSeq;
+  stats.connections++;
   sockets.add(s);
   s.on('close', () => sockets.delete(s));
 });
