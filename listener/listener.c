@@ -215,7 +215,7 @@ watchdog_run(void *p)
 /*
  * A worker's buffers live while it has a connection: a body buffer mapped on its own
  * (munmap gives it back to the system, where free() would keep it in one of malloc's
- * per-thread arenas) and the intake scratch. With 32 workers, buffers kept by each
+ * per-thread arenas) and the intake scratch. With 16 workers, buffers kept by each
  * would add up to many MiB that only a few connections use.
  */
 static void
