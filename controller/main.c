@@ -109,6 +109,19 @@ controller_on_death(struct child *ch, pid_t pid, void *ctx)
 
 	if (!c->shipping)
 		return;
+	/*
+	 * A child may have scribbled on the ring before dying. Without a reader, empty
+	 * it here; with one, the dispatcher repairs it from its own copies on its next
+	 * look (woken below). ring_recover walks only a plausible ring either way.
+	 */
+	if (ring_check(&c->ring) != 0) {
+		if (ch == c->dispatcher)
+			log_warnx("ring inconsistent after %s (pid %d) died: reset, %" PRIu64 " record(s) "
+			    "dropped (counted in ringCorrupt)", ch->role, (int)pid, ring_reset(&c->ring));
+		else
+			log_warnx("ring inconsistent after %s (pid %d) died: the dispatcher repairs it",
+			    ch->role, (int)pid);
+	}
 	abandoned = ring_recover(&c->ring, pid);
 	if (abandoned > 0)
 		log_warnx("%s (pid %d) died with %" PRIu64 " ring record(s) reserved but not committed: "
@@ -529,8 +542,10 @@ controller_report(struct controller *c)
 
 	ring_stats(&c->ring, &st);
 	/* Records a dead writer never committed are not events: Lambda retried those batches. */
-	pending = st.written_records - st.released_records;
+	pending = st.written_records > st.released_records ? st.written_records - st.released_records : 0;
 	pending = pending > st.abandoned_records ? pending - st.abandoned_records : 0;
+	/* Records dropped by a corruption repair are no longer in the ring either. */
+	pending = pending > st.corrupt_records ? pending - st.corrupt_records : 0;
 	/* The dispatcher counts what its deadline left in the ring as dropped too: count it once. */
 	dropped = atomic_load(&d->events_dropped);
 	dropped -= atomic_load(&d->events_left) < dropped ? atomic_load(&d->events_left) : dropped;
@@ -548,6 +563,9 @@ controller_report(struct controller *c)
 		    "(platform.logsDropped)", pending, st.head - st.tail, dropped, refused, lambda_dropped);
 	else
 		log_info("shutdown: everything received was sent");
+	if (st.corrupt_records > 0 || st.resets > 0)
+		log_warnx("shutdown: ring corruption: %" PRIu64 " record(s) dropped in %" PRIu64 " repair(s)",
+		    st.corrupt_records, st.resets);
 	if (atomic_load(&l->ring_full) > 0)
 		log_warnx("shutdown: the ring was full %" PRIu64 " times (Lambda retried those batches; "
 		    "consider a larger KTE_RING_BYTES)", atomic_load(&l->ring_full));

@@ -52,8 +52,9 @@ struct slot {
 	uint64_t end;
 	/*
 	 * For the arrival -> acknowledgement latency (common/latency.h): mono ms the batch's
-	 * first event arrived (today: when the dispatcher took it from the ring; the ring's
-	 * per-record arrival stamp replaces it), and the events of it Kinesis acknowledged.
+	 * first event arrived (the ring record's arrival stamp, written by the listener; when
+	 * the dispatcher took it from the ring for records without one), and the events of it
+	 * Kinesis acknowledged.
 	 */
 	uint64_t arrival_ms;
 	uint64_t acked;
@@ -348,6 +349,10 @@ fill(struct dispatcher *d, struct slot *sl)
 		}
 		if (!d->restored && is_restore_start(&rec))
 			on_restore(d, "platform.restoreStart");
+		pkey_hint(&d->pk, &rec);        /* the listener's metadata: no second parse */
+		if (!sl->ring && (rec.meta.flags & RING_META_ARRIVAL) &&
+		    ring_created_ms(d->ring) + rec.arrival_ms <= sl->arrival_ms)
+			sl->arrival_ms = ring_created_ms(d->ring) + rec.arrival_ms;
 		rc = batch_add(&sl->b, rec.data, rec.len, false);
 		if (rc == BATCH_ADDED) {
 			cover(sl, &rec);

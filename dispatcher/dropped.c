@@ -28,7 +28,7 @@ dropped_collect(struct drop_counts *out, const struct drop_counts *local, const 
 		ring_stats(r, &st);
 		out->v[DROP_RING_REJECTED] = st.rejected_records;
 		out->v[DROP_RING_ABANDONED] = st.abandoned_records;
-		out->v[DROP_RING_CORRUPT] = st.corrupt_detected;
+		out->v[DROP_RING_CORRUPT] = st.corrupt_records;
 	}
 	if (ctl != NULL) {
 		out->v[DROP_LISTENER_TOO_LARGE] = atomic_load(&ctl->listener.too_large);

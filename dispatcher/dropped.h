@@ -24,7 +24,7 @@ enum drop_kind {
 	DROP_REJECTED,          /* dispatcher: in a request Kinesis rejected as invalid */
 	DROP_RING_REJECTED,     /* ring: records refused because the ring was full */
 	DROP_RING_ABANDONED,    /* ring: reserved by a writer that died */
-	DROP_RING_CORRUPT,      /* ring: corruption detected and skipped */
+	DROP_RING_CORRUPT,      /* ring: records dropped by a corruption repair or reset */
 	DROP_LISTENER_TOO_LARGE,        /* listener: 413 bodies */
 	DROP_LISTENER_OVERSIZED,        /* listener: single events too large for a record */
 	DROP_LISTENER_RING_FULL,        /* listener: 503 answers (Lambda retries those) */

@@ -1,6 +1,7 @@
 #include "pkey.h"
 
 #include <errno.h>
+#include "event_type.h"
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -247,11 +248,50 @@ rid_usable(const uint8_t *rid, size_t len)
 	return true;
 }
 
+void
+pkey_hint(struct pkey_state *s, const struct ring_record *rec)
+{
+	s->hint_ev = NULL;
+	if (s->mode != PKEY_REQUEST_ID || !(rec->meta.flags & RING_META_VALID) ||
+	    rec->meta.type >= EVENT_TYPES || rec->meta.rid_len > PKEY_MAX ||
+	    (uint64_t)rec->meta.rid_off + rec->meta.rid_len > rec->len)
+		return;
+	s->hint_ev = rec->data;
+	s->hint_len = rec->len;
+	s->hint = rec->meta;
+}
+
+/* The event's type (is it platform.report?) and requestId: from the hint, or by scanning. */
+static int
+event_fields(struct pkey_state *s, const uint8_t *ev, size_t len, bool *report, const uint8_t **rid,
+    size_t *rid_len)
+{
+	const uint8_t *type;
+	size_t type_len;
+
+	if (s->hint_ev == ev && s->hint_len == len) {
+		s->hint_ev = NULL;
+		s->hinted++;
+		if (s->hint.type == EVENT_TYPE_NOT_OBJECT)
+			return -EINVAL;
+		*report = s->hint.type == EVENT_TYPE_REPORT;
+		*rid = s->hint.rid_len != 0 ? ev + s->hint.rid_off : NULL;
+		*rid_len = s->hint.rid_len;
+		return 0;
+	}
+	s->scanned++;
+	if (pkey_scan_event(ev, len, &type, &type_len, rid, rid_len) < 0)
+		return -EINVAL;
+	*report = type != NULL && type_len == 15 && memcmp(type, "platform.report", 15) == 0;
+	return 0;
+}
+
 size_t
 pkey_for_event(struct pkey_state *s, const uint8_t *ev, size_t len, char *out)
 {
-	const uint8_t *type, *rid;
-	size_t type_len, rid_len, n = 0;
+	const uint8_t *rid;
+	size_t rid_len, n = 0;
+	bool report;
 
 	switch (s->mode) {
 	case PKEY_FIXED:
@@ -263,7 +303,7 @@ pkey_for_event(struct pkey_state *s, const uint8_t *ev, size_t len, char *out)
 	case PKEY_REQUEST_ID:
 		break;
 	}
-	if (pkey_scan_event(ev, len, &type, &type_len, &rid, &rid_len) < 0)
+	if (event_fields(s, ev, len, &report, &rid, &rid_len) < 0)
 		return 0;
 	if (rid_usable(rid, rid_len)) {
 		memcpy(s->sticky, rid, rid_len);
@@ -275,7 +315,7 @@ pkey_for_event(struct pkey_state *s, const uint8_t *ev, size_t len, char *out)
 		memcpy(out, s->sticky, n + 1);
 	}
 	/* platform.report closes an invocation: later id-less events belong to no invocation. */
-	if (type != NULL && type_len == 15 && memcmp(type, "platform.report", 15) == 0)
+	if (report)
 		s->sticky_len = 0;
 	return n;
 }

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "ring.h"
 
 #define PKEY_MAX        256   /* Kinesis: 1..256 characters */
 #define PKEY_RANDOM_LEN 16    /* hex digits of a random key */
@@ -28,15 +29,28 @@ struct pkey_state {
 	char sticky[PKEY_MAX + 1];      /* request-id mode: the invocation in progress */
 	size_t sticky_len;
 	uint64_t rng;
+	const uint8_t *hint_ev;         /* pkey_hint: the event it describes (NULL: none) */
+	size_t hint_len;
+	struct ring_meta hint;
+	uint64_t hinted, scanned;       /* events keyed from metadata / by scanning the JSON */
 };
 
 /* Sets up s from cfg; function_name (may be NULL) serves the `function` mode. */
 void pkey_init(struct pkey_state *s, const struct kte_config *cfg, const char *function_name);
 
 /*
+ * Hands over what the listener recorded about a ring record (its metadata: type and
+ * requestId span): the next pkey_for_event call for exactly these bytes uses it
+ * instead of scanning the JSON, once. Metadata that is absent or does not validate
+ * (a span outside the event, an unknown type: shared memory is hostile) is ignored.
+ */
+void pkey_hint(struct pkey_state *s, const struct ring_record *rec);
+
+/*
  * Writes the key for one event (a telemetry event's JSON bytes) into out (at least
  * PKEY_MAX + 1 bytes, NUL-terminated) and returns its length, or returns 0 when the
- * event should get a random key per Kinesis record (pkey_random).
+ * event should get a random key per Kinesis record (pkey_random). Uses a matching
+ * pkey_hint, else scans the event (events without metadata: tests, the summary).
  */
 size_t pkey_for_event(struct pkey_state *s, const uint8_t *ev, size_t len, char *out);
 

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
-enum { KEY_OTHER = 0, KEY_TYPE, KEY_RECORD, KEY_DROPPED, KEY_LEVEL };
+enum { KEY_OTHER = 0, KEY_TYPE, KEY_RECORD, KEY_DROPPED, KEY_LEVEL, KEY_REQUEST_ID };
 
 struct split {
 	const uint8_t *base, *p, *end;
@@ -471,6 +471,11 @@ value:
 			capture_type(s, a, b, escaped);
 		else if (depth == 2 && in_record && key2 == KEY_LEVEL)
 			capture_level(s, a, b, escaped);
+		else if (depth == 2 && in_record && key2 == KEY_REQUEST_ID) {
+			s->ev.request_id = a;
+			s->ev.request_id_len = (size_t)(b - a);
+			s->ev.request_id_escaped = escaped;
+		}
 		break;
 	case '-': case '0': case '1': case '2': case '3': case '4':
 	case '5': case '6': case '7': case '8': case '9':
@@ -530,7 +535,8 @@ key:
 		    STR_EQ(a, b, escaped, "record") ? KEY_RECORD : KEY_OTHER;
 	} else if (depth == 2 && in_record) {
 		key2 = STR_EQ(a, b, escaped, "level") ? KEY_LEVEL :
-		    STR_EQ(a, b, escaped, "droppedRecords") ? KEY_DROPPED : KEY_OTHER;
+		    STR_EQ(a, b, escaped, "droppedRecords") ? KEY_DROPPED :
+		    STR_EQ(a, b, escaped, "requestId") ? KEY_REQUEST_ID : KEY_OTHER;
 	}
 	skip_ws(s);
 	if (s->p >= s->end)

@@ -3,7 +3,8 @@
  * strict JSON (RFC 8259, UTF-8) and hands back each element of the top-level array
  * as a span of the body (its exact bytes, no copy), together with the few fields the
  * listener acts on: the event "type", and from "record" the "level" of JSON function
- * logs and the "droppedRecords" of platform.logsDropped.
+ * logs, the "droppedRecords" of platform.logsDropped and the "requestId" (whose place
+ * the listener passes on to the dispatcher in the ring record's metadata).
  *
  * Strictness: whitespace is space/tab/CR/LF only; strings must be valid UTF-8 (no
  * overlong forms, no encoded surrogates, nothing above U+10FFFF) without raw control
@@ -15,6 +16,7 @@
 #ifndef KTE_BATCH_SPLIT_H
 #define KTE_BATCH_SPLIT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,6 +49,9 @@ struct batch_event {
 	enum event_kind kind;
 	int level;                  /* enum log_record_level of record.level */
 	uint64_t dropped_records;   /* record.droppedRecords when a non-negative integer, else 0 */
+	const uint8_t *request_id;  /* record.requestId string's raw bytes (inside data), NULL if none */
+	size_t request_id_len;
+	bool request_id_escaped;    /* it holds a backslash escape (raw bytes, not decoded) */
 };
 
 /* Called once per element, in order. A negative return stops the split and is returned. */

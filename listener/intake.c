@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "batch_split.h"
+#include "event_type.h"
 #include "log.h"
 #include "notify.h"
 
@@ -36,6 +37,7 @@ void
 intake_scratch_cleanup(struct intake_scratch *w)
 {
 	free(w->iov);
+	free(w->meta);
 	memset(w, 0, sizeof(*w));
 }
 
@@ -43,6 +45,55 @@ static uint64_t
 sat_add(uint64_t a, uint64_t b)
 {
 	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* The event's type code for the ring metadata. */
+static uint8_t
+event_type_of(const struct batch_event *ev)
+{
+	static const char platform[] = "platform.";
+
+	if (ev->len == 0 || ev->data[0] != '{')
+		return EVENT_TYPE_NOT_OBJECT;
+	switch (ev->kind) {
+	case EVENT_RUNTIME_DONE:
+		return EVENT_TYPE_RUNTIME_DONE;
+	case EVENT_REPORT:
+		return EVENT_TYPE_REPORT;
+	case EVENT_LOGS_DROPPED:
+		return EVENT_TYPE_LOGS_DROPPED;
+	case EVENT_FUNCTION:
+		return EVENT_TYPE_FUNCTION;
+	case EVENT_EXTENSION:
+		return EVENT_TYPE_EXTENSION;
+	case EVENT_OTHER:
+		break;
+	}
+	if (ev->type == NULL || ev->type_len < sizeof(platform) - 1 ||
+	    memcmp(ev->type, platform, sizeof(platform) - 1) != 0)
+		return EVENT_TYPE_OTHER;
+	if (ev->type_len == 14 && memcmp(ev->type, "platform.start", 14) == 0)
+		return EVENT_TYPE_PLATFORM_START;
+	return EVENT_TYPE_PLATFORM_OTHER;
+}
+
+/*
+ * What the dispatcher needs from the event, found while it was validated: its type
+ * and where its record.requestId lies (none if absent, escaped or over RING_RID_MAX:
+ * such an id is no partition key anyway).
+ */
+static struct ring_meta
+event_meta(const struct batch_event *ev)
+{
+	struct ring_meta m = { 0, 0, event_type_of(ev), 0 };
+
+	if (ev->request_id != NULL && !ev->request_id_escaped && ev->request_id_len > 0 &&
+	    ev->request_id_len <= RING_RID_MAX && ev->request_id >= ev->data &&
+	    ev->request_id + ev->request_id_len <= ev->data + ev->len) {
+		m.rid_off = (uint32_t)(ev->request_id - ev->data);
+		m.rid_len = (uint16_t)ev->request_id_len;
+	}
+	return m;
 }
 
 /* Called by the splitter for each element: tallies, filters, and collects the span. */
@@ -78,16 +129,21 @@ collect(void *ctx, const struct batch_event *ev)
 	if (w->n == w->cap) {
 		size_t cap = w->cap == 0 ? 1024 : w->cap * 2;
 		struct iovec *v = realloc(w->iov, cap * sizeof(*v));
+		struct ring_meta *m;
 
-		if (v == NULL) {
+		if (v != NULL)
+			w->iov = v;
+		m = v != NULL ? realloc(w->meta, cap * sizeof(*m)) : NULL;
+		if (m == NULL) {
 			w->error = -ENOMEM;
 			return -ENOMEM;
 		}
-		w->iov = v;
+		w->meta = m;
 		w->cap = cap;
 	}
 	w->iov[w->n].iov_base = (void *)(uintptr_t)ev->data;
 	w->iov[w->n].iov_len = ev->len;
+	w->meta[w->n] = event_meta(ev);
 	w->n++;
 	w->bytes += ev->len;
 	return 0;
@@ -100,7 +156,8 @@ collect(void *ctx, const struct batch_event *ev)
  * ring smaller than two batches can get here (the default 8 MiB ring holds 8).
  */
 static int
-write_chunked(const struct intake *in, struct iovec *iov, size_t n, int *chunks)
+write_chunked(const struct intake *in, struct iovec *iov, const struct ring_meta *meta, size_t n,
+    int *chunks)
 {
 	uint64_t half = in->ring->capacity / 2;
 	size_t i = 0;
@@ -114,7 +171,7 @@ write_chunked(const struct intake *in, struct iovec *iov, size_t n, int *chunks)
 			acc += ring_record_size(iov[j].iov_len);
 			j++;
 		} while (j < n && acc + ring_record_size(iov[j].iov_len) <= half);
-		rc = ring_writev_wait_cancel(in->ring, iov + i, j - i, in->ring_wait_ms, in->cancel);
+		rc = ring_writev_meta_wait(in->ring, iov + i, meta + i, j - i, in->ring_wait_ms, in->cancel);
 		if (rc != 0)
 			return rc;
 		(*chunks)++;
@@ -171,10 +228,11 @@ intake_batch(const struct intake *in, struct intake_scratch *w, const uint8_t *b
 
 	if (w->n > 0) {
 		if (ring_space_needed(w->iov, w->n) <= in->ring->capacity) {
-			rc = ring_writev_wait_cancel(in->ring, w->iov, w->n, in->ring_wait_ms, in->cancel);
+			rc = ring_writev_meta_wait(in->ring, w->iov, w->meta, w->n, in->ring_wait_ms,
+			    in->cancel);
 			res->chunks = rc == 0;
 		} else
-			rc = write_chunked(in, w->iov, w->n, &res->chunks);
+			rc = write_chunked(in, w->iov, w->meta, w->n, &res->chunks);
 		if (rc == -ENOSPC) {
 			res->status = 503;
 			res->why = "ring full";

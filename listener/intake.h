@@ -33,9 +33,10 @@ struct intake {
 	const _Atomic int *cancel;  /* non-zero: stop waiting for ring space (listener stopping) */
 };
 
-/* Per-thread scratch reused across batches (the iovec array grows once and stays). */
+/* Per-thread scratch reused across batches (the arrays grow once and stay). */
 struct intake_scratch {
 	struct iovec *iov;
+	struct ring_meta *meta;     /* metadata of iov[i], cap entries too */
 	size_t n, cap;
 	uint64_t bytes, filtered, oversized, runtime_done, reports, logs_dropped;
 	int error;                  /* -ENOMEM from the collector */

@@ -65,6 +65,11 @@
 #define REC_OFF_STATE       0
 #define REC_OFF_LEN         4
 #define REC_OFF_CHECK       12
+#define REC_OFF_RID_OFF     16
+#define REC_OFF_RID_LEN     20
+#define REC_OFF_TYPE        22
+#define REC_OFF_FLAGS       23
+#define REC_OFF_ARRIVAL     24
 
 #define TAG_SIZE   16u          /* writer, seq, len, checksum at the start of a record */
 #define END_WRITER 0xffffffffu  /* a record from this writer tells the reader to stop */
@@ -865,7 +870,7 @@ check_lock_repaired(int recover_first)
 	ring_stats(&r, &after);
 	/* The head moved by exactly the 21 new records: the dead writer's reservation never landed. */
 	{
-		uint64_t want = 32;    /* the 1-byte record */
+		uint64_t want = ring_record_size(1);    /* the 1-byte record */
 
 		for (uint32_t s = 0; s < 20; s++)
 			want += (RING_RECORD_HDR + 64 + s + RING_ALIGN - 1) & ~(uint64_t)(RING_ALIGN - 1);
@@ -1052,26 +1057,29 @@ END_TEST
 
 /* ---- full ring ------------------------------------------------------------ */
 
+/* Payload of the records that fill a 16 KiB ring exactly: 1024 bytes each with the header. */
+#define FILL_LEN (1024 - RING_RECORD_HDR)
+
 START_TEST(test_full_is_immediate_and_counted)
 {
 	struct ring r;
 	struct ring_record rec;
 	struct ring_stats st;
-	uint8_t buf[1008];
+	uint8_t buf[FILL_LEN];
 	struct iovec v[3];
 	uint64_t t0;
 	int n = 0;
 
 	memset(buf, 'f', sizeof(buf));
 	ck_assert_int_eq(ring_create(&r, 16384), 0);
-	while (ring_write(&r, buf, sizeof(buf)) == 0)   /* 1008 + 16 = 1024 bytes each */
+	while (ring_write(&r, buf, sizeof(buf)) == 0)   /* header + payload = 1024 bytes each */
 		n++;
 	ck_assert_int_eq(n, 16);
 	ring_stats(&r, &st);
 	ck_assert_uint_eq(st.rejected_records, 1);
-	ck_assert_uint_eq(st.rejected_bytes, 1008);
+	ck_assert_uint_eq(st.rejected_bytes, FILL_LEN);
 	ck_assert_uint_eq(st.head - st.tail, 16384);
-	ck_assert_int_eq(ring_write(&r, "", 0), -ENOSPC);   /* even 16 bytes do not fit */
+	ck_assert_int_eq(ring_write(&r, "", 0), -ENOSPC);   /* not even a bare header fits */
 
 	/* A group: rejected as a whole, counted per record. */
 	for (int i = 0; i < 3; i++)
@@ -1079,7 +1087,7 @@ START_TEST(test_full_is_immediate_and_counted)
 	ck_assert_int_eq(ring_writev(&r, v, 3), -ENOSPC);
 	ring_stats(&r, &st);
 	ck_assert_uint_eq(st.rejected_records, 1 + 1 + 3);
-	ck_assert_uint_eq(st.rejected_bytes, 1008 + 0 + 30);
+	ck_assert_uint_eq(st.rejected_bytes, FILL_LEN + 0 + 30);
 
 	/* A bounded wait with nobody releasing: -ENOSPC after the timeout, counted once. */
 	t0 = now_mono_ms();
@@ -1093,8 +1101,8 @@ START_TEST(test_full_is_immediate_and_counted)
 	/* Nothing was overwritten. */
 	for (int i = 0; i < 16; i++) {
 		ck_assert_int_eq(ring_peek(&r, &rec), 0);
-		ck_assert_uint_eq(rec.len, 1008);
-		ck_assert(memcmp(rec.data, buf, 1008) == 0);
+		ck_assert_uint_eq(rec.len, FILL_LEN);
+		ck_assert(memcmp(rec.data, buf, FILL_LEN) == 0);
 	}
 	ck_assert_int_eq(ring_peek(&r, &rec), -EAGAIN);
 	ring_close(&r);
@@ -1110,7 +1118,7 @@ static void
 waiting_writer_main(void *arg)
 {
 	struct waiter_args *a = arg;
-	uint8_t buf[1008];
+	uint8_t buf[FILL_LEN];
 	struct iovec v = { .iov_base = buf, .iov_len = sizeof(buf) };
 	char c = 'W';
 	int rc;
@@ -1129,7 +1137,7 @@ START_TEST(test_full_wait_then_success)
 	struct ring_record rec;
 	struct ring_stats st;
 	struct waiter_args a = { .r = &r };
-	uint8_t buf[1008];
+	uint8_t buf[FILL_LEN];
 	char c = 0;
 	int p[2];
 	pid_t pid;
@@ -1181,7 +1189,7 @@ START_TEST(test_full_wait_cancelled)
 	struct ring r;
 	struct ring_stats st;
 	struct iovec v;
-	uint8_t buf[1008];
+	uint8_t buf[FILL_LEN];
 	_Atomic int cancel = 1;
 	struct cancel_args a = { .r = &r, .cancel = &cancel };
 	pthread_t t;
@@ -1406,7 +1414,7 @@ START_TEST(test_corrupt_record)
 		ck_assert_msg(ring_peek(&r, &rec) == -EBADMSG, "not detected: %s", cases[i].what);
 		ck_assert_msg(ring_reader_arm(&r), "arm must not sleep on: %s", cases[i].what);
 		dropped = ring_skip_corrupt(&r);
-		ck_assert_uint_eq(dropped, 2 * 128);
+		ck_assert_uint_eq(dropped, 2 * ring_record_size(100));
 		ck_assert(ring_empty(&r));
 		ck_assert_int_eq(ring_peek(&r, &rec), -EAGAIN);
 		/* The ring carries on. */
@@ -1431,7 +1439,7 @@ START_TEST(test_corrupt_record)
 		poke32(h, REC_OFF_LEN, len);
 		poke32(h, REC_OFF_CHECK, ~len);
 		ck_assert_int_eq(ring_peek(&r, &rec), -EBADMSG);
-		ck_assert_uint_eq(ring_skip_corrupt(&r), 128);
+		ck_assert_uint_eq(ring_skip_corrupt(&r), ring_record_size(100));
 	}
 	/* A pad record that does not reach the end of the buffer. */
 	{
@@ -1441,10 +1449,453 @@ START_TEST(test_corrupt_record)
 		h = r.data + ring_cursor(&r) % r.capacity;
 		poke32(h, REC_OFF_STATE, 3);
 		ck_assert_int_eq(ring_peek(&r, &rec), -EBADMSG);
-		ck_assert_uint_eq(ring_skip_corrupt(&r), 128);
+		ck_assert_uint_eq(ring_skip_corrupt(&r), ring_record_size(100));
 	}
 	ring_stats(&r, &st);
 	ck_assert_uint_ge(st.corrupt_detected, 7);
+	ck_assert_int_eq(ring_check(&r), 0);
+	ring_close(&r);
+}
+END_TEST
+
+/* ---- a corrupt writer ---------------------------------------------------------- */
+
+#define HDR_OFF_LOCK        40
+#define HDR_OFF_COUNTERS_END 512        /* end of the counters' cache lines */
+#define SCR_CAPACITY        65536u
+#define SCR_RECORDS         20u
+#define SCR_PEEKED          5u
+#define SCR_STEPS           10000       /* reader calls allowed to get back to normal */
+
+enum scribble {
+	SCR_HEAD_BEYOND_CAPACITY, SCR_TAIL_BEYOND_HEAD, SCR_TAIL_CAP4_HEAD_CAP64, SCR_LEN_AFTER_PEEK,
+	SCR_LEN_HUGE, SCR_CHECK_WRONG, SCR_RANDOM_HEADER, SCR_DIE_HOLDING_LOCK, SCR_HEAD_OVER_STALE_LAP,
+	SCR_KINDS
+};
+
+static const char *const scribble_name[SCR_KINDS] = {
+	"head beyond capacity", "tail beyond head", "tail = capacity - 4, head = capacity + 64",
+	"record length rewritten after peek", "record length huge", "check field wrong",
+	"random bytes over the header fields", "writer dying mid-scribble",
+	"head moved half a ring on, over valid records of the previous lap",
+};
+
+/* A PROT_NONE page right after the mapping, so a read past it faults (if the address is free). */
+static void
+guard_after(const struct ring *r)
+{
+	void *want = (uint8_t *)r->hdr + r->map_len;
+
+	(void)mmap(want, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+}
+
+/* In the child: writes pattern p over the ring; `peeked` is the first record the reader peeked. */
+static void
+scribble(struct ring *r, enum scribble p, uint64_t peeked, uint64_t seed)
+{
+	uint8_t *h = (uint8_t *)r->hdr, *cur = r->data + ring_cursor(r) % r->capacity;
+	uint64_t head = peek64(h, HDR_OFF_HEAD), tail = peek64(h, HDR_OFF_TAIL);
+
+	switch (p) {
+	case SCR_HEAD_BEYOND_CAPACITY:
+		poke64(h, HDR_OFF_HEAD, tail + r->capacity + 4096);
+		break;
+	case SCR_TAIL_BEYOND_HEAD:
+		poke64(h, HDR_OFF_TAIL, head + 64);
+		break;
+	case SCR_TAIL_CAP4_HEAD_CAP64:
+		poke64(h, HDR_OFF_TAIL, r->capacity - 4);
+		poke64(h, HDR_OFF_HEAD, r->capacity + 64);
+		break;
+	case SCR_LEN_AFTER_PEEK:
+		/* Self-consistent (check matches) but wrong: a release walk would land mid-payload. */
+		poke32(r->data + peeked % r->capacity, REC_OFF_LEN, 48);
+		poke32(r->data + peeked % r->capacity, REC_OFF_CHECK, ~48u);
+		break;
+	case SCR_LEN_HUGE:
+		poke32(cur, REC_OFF_LEN, 0x7ffffff0u);
+		poke32(cur, REC_OFF_CHECK, ~0x7ffffff0u);
+		break;
+	case SCR_CHECK_WRONG:
+		poke32(cur, REC_OFF_CHECK, 12345);
+		break;
+	case SCR_RANDOM_HEADER:
+		/* Every field but the lock word (a process that writes the mutex can stop writers). */
+		for (size_t off = 0; off < HDR_OFF_COUNTERS_END; off += 8) {
+			if (off >= HDR_OFF_LOCK && off < HDR_OFF_HEAD)
+				continue;
+			seed = mix64(seed + off);
+			poke64(h, off, seed);
+		}
+		break;
+	case SCR_DIE_HOLDING_LOCK:
+		/* As a writer would, then killed halfway through its scribble. */
+		if (pthread_mutex_lock((pthread_mutex_t *)(void *)(h + HDR_OFF_LOCK)) != 0)
+			_exit(3);
+		poke64(h, HDR_OFF_HEAD, head * 7 + 3);
+		raise(SIGKILL);
+		break;
+	case SCR_HEAD_OVER_STALE_LAP:
+		/* Plausible (aligned, within a ring of the tail): only the records there can tell. */
+		poke64(h, HDR_OFF_HEAD, head + r->capacity / 2);
+		break;
+	case SCR_KINDS:
+		break;
+	}
+}
+
+/* The reader as the dispatcher drives it, bounded. Returns the records delivered. */
+static uint64_t
+reader_drain(struct ring *r, int *steps)
+{
+	struct ring_record rec;
+	uint64_t n = 0;
+
+	for (*steps = 0; *steps < SCR_STEPS; (*steps)++) {
+		int rc = ring_peek(r, &rec);
+
+		if (rc == 0) {
+			ck_assert_ptr_eq(rec.data, r->data + rec.pos % r->capacity + RING_RECORD_HDR);
+			ck_assert_uint_le(rec.pos % r->capacity + RING_RECORD_HDR + rec.len, r->capacity);
+			n++;
+		} else if (rc == -EBADMSG)
+			(void)ring_skip_corrupt(r);
+		else {
+			ck_assert_int_eq(rc, -EAGAIN);
+			break;
+		}
+	}
+	return n;
+}
+
+/* After any repair the ring carries records again, intact and in order. */
+static void
+ring_carries_on(struct ring *r, uint32_t writer)
+{
+	uint8_t buf[512];
+
+	for (uint32_t s = 0; s < 10; s++) {
+		rec_fill(buf, writer, s, 64 + s * 8);
+		ck_assert_int_eq(ring_write(r, buf, 64 + s * 8), 0);
+	}
+	for (uint32_t s = 0; s < 10; s++)
+		expect_record(r, writer, s);
+	ck_assert_int_eq(ring_release(r, ring_cursor(r)), 0);
+	ck_assert(ring_empty(r));
+	ck_assert_int_eq(ring_check(r), 0);
+}
+
+/*
+ * A child process scribbles on the ring (header fields, record lengths) while the
+ * reader has records in flight. The supervisor's calls and the reader's survive it
+ * within a bounded number of calls, every record written is either delivered or
+ * counted as dropped, and writing and reading carry on.
+ */
+START_TEST(test_scribbler_child)
+{
+	for (int p = 0; p < SCR_KINDS; p++) {
+		for (uint64_t seed = 1; seed <= (p == SCR_RANDOM_HEADER ? 4u : 1u); seed++) {
+			struct ring r;
+			struct ring_record rec, first = { 0 };
+			struct ring_stats st;
+			uint8_t buf[512];
+			uint64_t delivered = 0;
+			int steps, status;
+			pid_t child;
+
+			ck_assert_int_eq(ring_create(&r, SCR_CAPACITY), 0);
+			guard_after(&r);
+			/* Wrap once so positions are not small numbers. */
+			for (uint32_t i = 0; i < 200; i++) {
+				ck_assert_int_eq(ring_write(&r, buf, 400), 0);
+				ck_assert_int_eq(ring_peek(&r, &rec), 0);
+				ck_assert_int_eq(ring_release(&r, rec.next), 0);
+			}
+			for (uint32_t i = 0; i < SCR_RECORDS; i++) {
+				rec_fill(buf, 7, i, 100 + i);
+				ck_assert_int_eq(ring_write(&r, buf, 100 + i), 0);
+			}
+			for (uint32_t i = 0; i < SCR_PEEKED; i++) {
+				ck_assert_int_eq(ring_peek(&r, &rec), 0);
+				if (i == 1)
+					first = rec;
+				delivered++;
+			}
+			child = fork();
+			ck_assert_int_ge(child, 0);
+			if (child == 0) {
+				scribble(&r, (enum scribble)p, first.pos, seed);
+				_exit(0);
+			}
+			ck_assert_int_eq(waitpid(child, &status, 0), child);
+
+			/* The supervisor after the child died: check, then recover; neither may crash. */
+			if (p != SCR_LEN_AFTER_PEEK && p != SCR_LEN_HUGE && p != SCR_CHECK_WRONG &&
+			    p != SCR_HEAD_OVER_STALE_LAP)
+				ck_assert_msg(ring_check(&r) == -EPROTO, "ring_check missed: %s",
+				    scribble_name[p]);
+			ck_assert_uint_eq(ring_recover(&r, child), 0);
+
+			/* The reader: bounded, never outside the data area. */
+			delivered += reader_drain(&r, &steps);
+			ck_assert_msg(steps < SCR_STEPS, "reader loops on: %s", scribble_name[p]);
+			ck_assert_msg(ring_release(&r, ring_cursor(&r)) == 0, "release fails after: %s",
+			    scribble_name[p]);
+			ck_assert_msg(ring_release(&r, ring_cursor(&r)) == 0, "second release after: %s",
+			    scribble_name[p]);
+
+			ring_stats(&r, &st);
+			ck_assert_msg(st.corrupt_detected > 0, "not detected: %s", scribble_name[p]);
+			if (p != SCR_RANDOM_HEADER) {
+				/* Every record: delivered, or counted as dropped. */
+				ck_assert_msg(st.written_records == st.released_records + st.corrupt_records +
+				    st.abandoned_records, "%s: written %" PRIu64 ", released %" PRIu64
+				    ", dropped %" PRIu64, scribble_name[p], st.written_records,
+				    st.released_records, st.corrupt_records);
+				ck_assert_uint_eq(st.written_records, 200 + SCR_RECORDS);
+				if (p == SCR_LEN_AFTER_PEEK)
+					ck_assert_uint_eq(delivered, SCR_RECORDS);
+				else
+					ck_assert_msg(st.corrupt_records == SCR_RECORDS - delivered,
+					    "%s: %" PRIu64 " delivered, %" PRIu64 " counted dropped",
+					    scribble_name[p], delivered, st.corrupt_records);
+			}
+			ring_carries_on(&r, 8);
+			ring_close(&r);
+		}
+	}
+}
+END_TEST
+
+/*
+ * The issue's case with no reader running (the dispatcher died too): the supervisor
+ * finds the ring inconsistent, resets it and counts what it held; a new reader
+ * process then gets what is written next.
+ */
+START_TEST(test_scribbler_reader_dead)
+{
+	struct ring r;
+	struct ring_stats st;
+	uint8_t buf[512];
+	int status;
+	pid_t child, reader;
+
+	ck_assert_int_eq(ring_create(&r, SCR_CAPACITY), 0);
+	guard_after(&r);
+	for (uint32_t i = 0; i < SCR_RECORDS; i++)
+		ck_assert_int_eq(ring_write(&r, buf, 100), 0);
+	child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		scribble(&r, SCR_TAIL_CAP4_HEAD_CAP64, 0, 0);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(child, &status, 0), child);
+	ck_assert_int_eq(ring_check(&r), -EPROTO);
+	ck_assert_uint_eq(ring_reset(&r), SCR_RECORDS);
+	ck_assert_int_eq(ring_check(&r), 0);
+	ck_assert_uint_eq(ring_recover(&r, child), 0);
+	ring_stats(&r, &st);
+	ck_assert_uint_eq(st.corrupt_records, SCR_RECORDS);
+	ck_assert_uint_eq(st.resets, 1);
+
+	for (uint32_t s = 0; s < 10; s++) {
+		rec_fill(buf, 9, s, 80);
+		ck_assert_int_eq(ring_write(&r, buf, 80), 0);
+	}
+	reader = fork();
+	ck_assert_int_ge(reader, 0);
+	if (reader == 0) {
+		struct ring_record rec;
+		uint32_t w, sq;
+
+		ring_rewind(&r);
+		for (uint32_t s = 0; s < 10; s++)
+			if (ring_peek(&r, &rec) != 0 || rec_verify(rec.data, rec.len, &w, &sq) != 0 || w != 9 ||
+			    sq != s)
+				_exit(1);
+		_exit(ring_peek(&r, &rec) == -EAGAIN && ring_release(&r, ring_cursor(&r)) == 0 ? 0 : 2);
+	}
+	ck_assert_int_eq(waitpid(reader, &status, 0), reader);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert(ring_empty(&r));
+	ring_close(&r);
+}
+END_TEST
+
+/*
+ * A head moved forward within a ring is plausible; what lies there are records of the
+ * previous lap, valid in every other respect. Each header carries its own position, so
+ * they are found stale and never delivered again.
+ */
+START_TEST(test_stale_lap_not_delivered)
+{
+	struct ring r;
+	struct ring_record rec;
+	struct ring_stats st;
+	uint8_t buf[512 - RING_RECORD_HDR];
+	uint64_t delivered = 0;
+	int steps, status;
+	pid_t child;
+
+	ck_assert_int_eq(ring_create(&r, SCR_CAPACITY), 0);
+	/* A lap and a half of 512-byte records: the second half of the ring holds the first lap's. */
+	for (uint32_t i = 0; i < SCR_CAPACITY / 512 * 3 / 2; i++) {
+		rec_fill(buf, 1, i, sizeof(buf));
+		ck_assert_int_eq(ring_write(&r, buf, sizeof(buf)), 0);
+		ck_assert_int_eq(ring_peek(&r, &rec), 0);
+		ck_assert_int_eq(ring_release(&r, rec.next), 0);
+	}
+	for (uint32_t i = 0; i < 5; i++) {
+		rec_fill(buf, 2, i, sizeof(buf));
+		ck_assert_int_eq(ring_write(&r, buf, sizeof(buf)), 0);
+	}
+	child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		poke64(r.hdr, HDR_OFF_HEAD, peek64(r.hdr, HDR_OFF_HEAD) + 16 * 512);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(child, &status, 0), child);
+	ck_assert_int_eq(ring_check(&r), 0);            /* plausible positions */
+	for (steps = 0; steps < SCR_STEPS; steps++) {
+		int rc = ring_peek(&r, &rec);
+		uint32_t w, sq;
+
+		if (rc == 0) {
+			ck_assert_int_eq(rec_verify(rec.data, rec.len, &w, &sq), 0);
+			ck_assert_msg(w == 2, "a record of the previous lap delivered again (writer %u seq %u)", w, sq);
+			delivered++;
+		} else if (rc == -EBADMSG)
+			(void)ring_skip_corrupt(&r);
+		else
+			break;
+	}
+	ck_assert_uint_eq(delivered, 5);
+	ck_assert_int_eq(ring_release(&r, ring_cursor(&r)), 0);
+	ring_stats(&r, &st);
+	ck_assert_uint_ge(st.corrupt_detected, 1);
+	ck_assert_uint_eq(st.written_records, st.released_records + st.corrupt_records);
+	ring_carries_on(&r, 3);
+	ring_close(&r);
+}
+END_TEST
+
+/* A scribbled mutex (the one field the scribbler above spares): the supervisor's calls still return. */
+START_TEST(test_scribbled_lock_bounded)
+{
+	struct ring r;
+	uint8_t junk[HDR_OFF_HEAD - HDR_OFF_LOCK];
+
+	ck_assert_int_eq(ring_create(&r, SCR_CAPACITY), 0);
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (uint8_t)mix64(i);
+	memcpy((uint8_t *)r.hdr + HDR_OFF_LOCK, junk, sizeof(junk));
+	ck_assert_uint_eq(ring_recover(&r, 12345), 0);      /* within the lock bound, then repaired */
+	ring_carries_on(&r, 10);
+	ring_close(&r);
+}
+END_TEST
+
+/* ---- per-record metadata ------------------------------------------------------ */
+
+/*
+ * The writer's metadata comes back on peek, at the documented offsets; a span that
+ * does not fit its record is stored as none; a span rewritten in shared memory after
+ * the commit is dropped on peek, never handed out.
+ */
+START_TEST(test_metadata)
+{
+	struct ring r;
+	struct ring_record rec;
+	char ev[128] = "{\"type\":\"platform.start\",\"record\":{\"requestId\":\"abc-123\"}}";
+	struct iovec v[4];
+	struct ring_meta m[4] = {
+		{ 0, 0, 2, 0 },                         /* span filled in below */
+		{ 50, 20, 7, 0 },                       /* past the end of its record */
+		{ 0, RING_RID_MAX + 1, 7, 0 },          /* longer than any requestId */
+		{ 0, 0, 8, 0 },                         /* no requestId */
+	};
+	uint64_t t0, t1;
+	const uint8_t *h;
+
+	ck_assert_int_eq(ring_create(&r, 8192), 0);
+	m[0].rid_off = (uint32_t)(strstr(ev, "abc-123") - ev);
+	m[0].rid_len = 7;
+	for (int i = 0; i < 4; i++)
+		v[i] = (struct iovec){ ev, i == 1 ? 60 : strlen(ev) };   /* [1]: 60 < 50 + 20 */
+	t0 = now_mono_ms();
+	ck_assert_int_eq(ring_writev_meta_wait(&r, v, m, 4, 100, NULL), 0);
+	t1 = now_mono_ms();
+	ck_assert_int_eq(ring_write(&r, ev, strlen(ev)), 0);
+
+	ck_assert_int_eq(ring_peek(&r, &rec), 0);
+	h = rec.data - RING_RECORD_HDR;
+	ck_assert_uint_eq(rec.meta.flags, RING_META_VALID | RING_META_ARRIVAL);
+	ck_assert_uint_eq(rec.meta.type, 2);
+	ck_assert_uint_eq(rec.meta.rid_len, 7);
+	ck_assert(memcmp(rec.data + rec.meta.rid_off, "abc-123", 7) == 0);
+	ck_assert_uint_ge(rec.arrival_ms, t0 - ring_created_ms(&r));
+	ck_assert_uint_le(rec.arrival_ms, t1 - ring_created_ms(&r));
+	/* The documented layout. */
+	ck_assert_uint_eq(*(const uint32_t *)(const void *)(h + REC_OFF_RID_OFF), rec.meta.rid_off);
+	ck_assert_uint_eq(*(const uint16_t *)(const void *)(h + REC_OFF_RID_LEN), 7);
+	ck_assert_uint_eq(h[REC_OFF_TYPE], 2);
+	ck_assert_uint_eq(h[REC_OFF_FLAGS], RING_META_VALID | RING_META_ARRIVAL);
+	ck_assert_uint_eq(*(const uint32_t *)(const void *)(h + REC_OFF_ARRIVAL), rec.arrival_ms);
+
+	for (int i = 1; i < 3; i++) {
+		ck_assert_int_eq(ring_peek(&r, &rec), 0);
+		ck_assert_uint_eq(rec.meta.flags, RING_META_ARRIVAL);      /* span refused: no metadata */
+		ck_assert_uint_eq(rec.meta.rid_len, 0);
+	}
+	ck_assert_int_eq(ring_peek(&r, &rec), 0);
+	ck_assert_uint_eq(rec.meta.flags, RING_META_VALID | RING_META_ARRIVAL);
+	ck_assert_uint_eq(rec.meta.type, 8);
+	ck_assert_uint_eq(rec.meta.rid_len, 0);
+	ck_assert_int_eq(ring_peek(&r, &rec), 0);
+	ck_assert_uint_eq(rec.meta.flags, 0);                           /* plain ring_write */
+	ck_assert_int_eq(ring_release(&r, rec.next), 0);
+
+	/* Rewritten after the commit (hostile shared memory): dropped on peek. */
+	ck_assert_int_eq(ring_writev_meta_wait(&r, v, m, 1, 100, NULL), 0);
+	poke32(r.data + ring_cursor(&r) % r.capacity, REC_OFF_RID_OFF, 0xfffffff0u);
+	ck_assert_int_eq(ring_peek(&r, &rec), 0);
+	ck_assert_uint_eq(rec.meta.flags & RING_META_VALID, 0);
+	ck_assert_uint_eq(rec.meta.rid_off, 0);
+	ck_assert_int_eq(ring_release(&r, rec.next), 0);
+	ring_close(&r);
+}
+END_TEST
+
+/* A PAD in the last RING_ALIGN bytes (less than a record header) fits and is skipped. */
+START_TEST(test_pad_smaller_than_header)
+{
+	struct ring r;
+	struct ring_record rec;
+	uint8_t buf[64];
+	uint32_t n = 0;
+
+	memset(buf, 'p', sizeof(buf));
+	ck_assert_int_eq(ring_create(&r, 4096), 0);
+	ck_assert_uint_eq(ring_record_size(16) % RING_ALIGN, 0);
+	/* Records of 48 bytes: 85 of them leave exactly 16 bytes at the end. */
+	while (ring_cursor(&r) + ring_record_size(16) <= r.capacity - RING_ALIGN) {
+		ck_assert_int_eq(ring_write(&r, buf, 16), 0);
+		ck_assert_int_eq(ring_peek(&r, &rec), 0);
+		ck_assert_int_eq(ring_release(&r, rec.next), 0);
+		n++;
+	}
+	ck_assert_uint_eq(r.capacity - ring_cursor(&r), RING_ALIGN);
+	for (int i = 0; i < 3; i++) {
+		buf[0] = (uint8_t)i;
+		ck_assert_int_eq(ring_write(&r, buf, 40), 0);
+		ck_assert_int_eq(ring_peek(&r, &rec), 0);
+		ck_assert_uint_eq(rec.len, 40);
+		ck_assert_uint_eq(rec.data[0], (uint8_t)i);
+		ck_assert_int_eq(ring_release(&r, rec.next), 0);
+	}
+	ck_assert_uint_gt(n, 0);
 	ck_assert_int_eq(ring_check(&r), 0);
 	ring_close(&r);
 }
@@ -1469,7 +1920,7 @@ START_TEST(test_skip_corrupt_keeps_peeked)
 	h = r.data + ring_cursor(&r) % r.capacity;
 	poke32(h, REC_OFF_CHECK, 12345);
 	ck_assert_int_eq(ring_peek(&r, &rec), -EBADMSG);
-	ck_assert_uint_eq(ring_skip_corrupt(&r), 32);
+	ck_assert_uint_eq(ring_skip_corrupt(&r), ring_record_size(16));
 	/* The two peeked records are still held: writers cannot reuse their space yet. */
 	ck_assert_uint_eq(ring_tail(&r), a.pos);
 	ck_assert(memcmp(a.data, buf, 16) == 0 && memcmp(b.data, buf, 16) == 0);
@@ -1683,6 +2134,12 @@ ring_suite(void)
 	tcase_add_test(tc, test_corrupt_record);
 	tcase_add_test(tc, test_check_while_busy);
 	tcase_add_test(tc, test_skip_corrupt_keeps_peeked);
+	tcase_add_test(tc, test_scribbler_child);
+	tcase_add_test(tc, test_scribbler_reader_dead);
+	tcase_add_test(tc, test_scribbled_lock_bounded);
+	tcase_add_test(tc, test_stale_lap_not_delivered);
+	tcase_add_test(tc, test_metadata);
+	tcase_add_test(tc, test_pad_smaller_than_header);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("wakeups");

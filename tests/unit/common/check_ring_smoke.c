@@ -38,14 +38,14 @@ START_TEST(test_full_then_space)
 	struct ring r;
 	struct ring_record rec;
 	struct ring_stats st;
-	char buf[1000];
+	char buf[1024 - RING_RECORD_HDR];
 	int n = 0;
 
 	memset(buf, 'x', sizeof(buf));
 	ck_assert_int_eq(ring_create(&r, 4096), 0);
 	while (ring_write(&r, buf, sizeof(buf)) == 0)
 		n++;
-	ck_assert_int_eq(n, 4);         /* 4 x 1024 bytes fill 4096 exactly */
+	ck_assert_int_eq(n, 4);         /* 4 x 1024 bytes with their headers fill 4096 exactly */
 	ck_assert_int_eq(ring_write(&r, buf, sizeof(buf)), -ENOSPC);
 	ring_stats(&r, &st);
 	ck_assert_uint_eq(st.rejected_records, 2);

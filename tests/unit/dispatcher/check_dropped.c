@@ -31,7 +31,7 @@ START_TEST(test_collect_from_ring_and_control)
 	struct control *ctl = control_new(&fds);
 	struct drop_counts local = { { 0 } }, out;
 	struct ring r;
-	char big[1000] = { 0 };   /* 1,024 bytes in the ring with its header */
+	char big[1024 - RING_RECORD_HDR] = { 0 };   /* 1,024 bytes in the ring with its header */
 
 	ck_assert_ptr_nonnull(ctl);
 	ck_assert_int_eq(ring_create(&r, 4096), 0);
@@ -57,6 +57,18 @@ START_TEST(test_collect_from_ring_and_control)
 	ck_assert_uint_eq(out.v[DROP_LISTENER_RING_FULL], 7);
 	ck_assert_uint_eq(out.v[DROP_LISTENER_BAD_REQUEST], 8);
 	ck_assert_uint_eq(out.v[DROP_LAMBDA_LOGS_DROPPED], 9);
+	ck_assert_uint_eq(out.v[DROP_RING_CORRUPT], 0);
+	/* A corrupted record: the reader drops the four records from there on and ringCorrupt says so. */
+	{
+		struct ring_record rec;
+		uint32_t bad = 12345;
+
+		memcpy(r.data + 12, &bad, sizeof(bad));      /* the first record's check word */
+		ck_assert_int_eq(ring_peek(&r, &rec), -EBADMSG);
+		ck_assert_uint_eq(ring_skip_corrupt(&r), 4096);
+		dropped_collect(&out, &local, &r, ctl);
+		ck_assert_uint_eq(out.v[DROP_RING_CORRUPT], 4);
+	}
 	/* Without ring and control block: the local counts only. */
 	dropped_collect(&out, &local, NULL, NULL);
 	ck_assert_uint_eq(out.v[DROP_REJECTED], 4);

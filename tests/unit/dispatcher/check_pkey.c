@@ -6,8 +6,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "dispatcher/backoff.h"
 #include "dispatcher/pkey.h"
+#include "event_type.h"
+#include "listener/intake.h"
+#include "ring.h"
 
 static struct pkey_state
 state(enum partition_key_mode m, const char *fixed)
@@ -121,6 +125,117 @@ START_TEST(test_modes)
 END_TEST
 
 /*
+ * The listener's metadata gives the same keys as scanning: a batch of varied events
+ * goes through the real intake into a ring; each record is keyed once with its
+ * metadata (state h) and once by scanning (state s), in order; keys and the carried
+ * invocation must agree, and h must never have scanned.
+ */
+START_TEST(test_metadata_matches_scan)
+{
+	static const char body[] = "["
+	    "{\"time\":\"t\",\"type\":\"platform.initStart\",\"record\":{\"phase\":\"init\"}},"
+	    "{\"type\":\"function\",\"record\":\"init log\"},"
+	    "{\"time\":\"t\",\"type\":\"platform.start\",\"record\":{\"requestId\":\"R-1\",\"version\":\"$LATEST\"}},"
+	    "{\"type\":\"function\",\"record\":\"text log during R-1\"},"
+	    "{\"type\":\"function\",\"record\":{\"timestamp\":\"t\",\"level\":\"INFO\",\"message\":\"m\","
+	    "\"requestId\":\"R-1b\"}},"
+	    "{\"x\":{\"requestId\":\"not-this\"},\"type\":\"extension\",\"record\":\"ext\"},"
+	    "{\"type\":\"platform.runtimeDone\",\"record\":{\"requestId\":\"R-1\",\"status\":\"success\"}},"
+	    "{\"type\":\"platform.report\",\"record\":{\"requestId\":\"R-1\"}},"
+	    "{\"type\":\"extension\",\"record\":\"after the report\"},"
+	    "{\"record\":{\"requestId\":\"esc\\\"aped\"},\"type\":\"function\"},"
+	    "{\"type\":\"platform.start\",\"record\":{\"tracing\":{\"requestId\":\"nested\"},\"requestId\":\"R-2\"}},"
+	    "\"a string\", 42, [1,2],"
+	    "{\"type\":\"function\",\"record\":\"late\"}"
+	    "]";
+	struct kte_config cfg;
+	struct control_fds fds;
+	struct control *ctl;
+	struct intake in;
+	struct intake_scratch w = { 0 };
+	struct intake_result res;
+	struct ring r;
+	struct ring_record rec;
+	struct pkey_state h = state(PKEY_REQUEST_ID, NULL), sc = state(PKEY_REQUEST_ID, NULL);
+	char kh[PKEY_MAX + 1], ks[PKEY_MAX + 1];
+	size_t n = 0;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.max_record_bytes = 1u << 20;
+	ck_assert_int_eq(ring_create(&r, 1u << 16), 0);
+	ctl = control_new(&fds);
+	ck_assert_ptr_nonnull(ctl);
+	ck_assert_int_eq(intake_init(&in, &cfg, &r, ctl, -1, 100), 0);
+	ck_assert_int_eq(intake_batch(&in, &w, (const uint8_t *)body, sizeof(body) - 1, &res), 200);
+	ck_assert_uint_eq(res.written, 15);
+	while (ring_peek(&r, &rec) == 0) {
+		size_t lh, ls;
+
+		ck_assert(rec.meta.flags & RING_META_VALID);
+		ck_assert(rec.meta.flags & RING_META_ARRIVAL);
+		ck_assert_uint_lt(rec.meta.type, EVENT_TYPES);
+		pkey_hint(&h, &rec);
+		lh = pkey_for_event(&h, rec.data, rec.len, kh);
+		ls = pkey_for_event(&sc, rec.data, rec.len, ks);
+		ck_assert_msg(lh == ls && (lh == 0 || strcmp(kh, ks) == 0), "event %zu (%.*s): %zu '%s' vs %zu '%s'",
+		    n, (int)rec.len, rec.data, lh, lh ? kh : "", ls, ls ? ks : "");
+		n++;
+	}
+	ck_assert_uint_eq(n, 15);
+	ck_assert_uint_eq(h.hinted, 15);
+	ck_assert_uint_eq(h.scanned, 0);
+	ck_assert_uint_eq(sc.scanned, 15);
+	intake_scratch_cleanup(&w);
+	control_free(ctl, &fds);
+	ring_close(&r);
+}
+END_TEST
+
+/* Metadata from shared memory is hostile: a span outside the event or an unknown type is not used. */
+START_TEST(test_hostile_hint_ignored)
+{
+	const char *ev = "{\"type\":\"platform.start\",\"record\":{\"requestId\":\"R9\"}}";
+	struct ring_record rec = { .data = (const uint8_t *)ev, .len = (uint32_t)strlen(ev) };
+	struct ring_meta bad[] = {
+		{ (uint32_t)strlen(ev) - 1, 2, EVENT_TYPE_PLATFORM_START, RING_META_VALID },   /* past the end */
+		{ 0xfffffff0u, 0x20, EVENT_TYPE_PLATFORM_START, RING_META_VALID },            /* wraps */
+		{ 0, PKEY_MAX + 1, EVENT_TYPE_PLATFORM_START, RING_META_VALID },              /* too long */
+		{ 0, 0, EVENT_TYPES, RING_META_VALID },                                       /* unknown type */
+		{ 0, 0, EVENT_TYPE_NOT_OBJECT, 0 },                                           /* not valid */
+	};
+	char k[PKEY_MAX + 1];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct pkey_state s = state(PKEY_REQUEST_ID, NULL);
+
+		rec.meta = bad[i];
+		pkey_hint(&s, &rec);
+		ck_assert_uint_eq(pkey_for_event(&s, rec.data, rec.len, k), 2);
+		ck_assert_str_eq(k, "R9");
+		ck_assert_uint_eq(s.hinted, 0);
+		ck_assert_uint_eq(s.scanned, 1);
+	}
+	/* A valid hint is used once, and only for the bytes it was given for. */
+	{
+		struct pkey_state s = state(PKEY_REQUEST_ID, NULL);
+		const char *other = "{\"type\":\"function\",\"record\":{\"requestId\":\"R8\"}}";
+
+		rec.meta = (struct ring_meta){ (uint32_t)(strstr(ev, "R9") - ev), 2, EVENT_TYPE_PLATFORM_START,
+		    RING_META_VALID };
+		pkey_hint(&s, &rec);
+		ck_assert_uint_eq(key_of(&s, other, k), 2);
+		ck_assert_str_eq(k, "R8");
+		ck_assert_uint_eq(s.scanned, 1);
+		ck_assert_uint_eq(pkey_for_event(&s, rec.data, rec.len, k), 2);
+		ck_assert_str_eq(k, "R9");
+		ck_assert_uint_eq(s.hinted, 1);
+		ck_assert_uint_eq(pkey_for_event(&s, rec.data, rec.len, k), 2);
+		ck_assert_uint_eq(s.scanned, 2);
+	}
+}
+END_TEST
+
+/*
  * Two processes forked from one state stand for two environments restored from one
  * snapshot: without a reseed they draw the same keys and jitter; after it, not.
  */
@@ -188,6 +303,8 @@ main(void)
 	tcase_add_test(tc, test_scan_malformed);
 	tcase_add_test(tc, test_request_id_and_carry_over);
 	tcase_add_test(tc, test_modes);
+	tcase_add_test(tc, test_metadata_matches_scan);
+	tcase_add_test(tc, test_hostile_hint_ignored);
 	tcase_add_test(tc, test_reseed_after_restore);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);

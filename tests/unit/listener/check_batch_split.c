@@ -18,6 +18,9 @@ struct got {
 	enum event_kind kind[MAX_EV];
 	int level[MAX_EV];
 	uint64_t dropped[MAX_EV];
+	char rid[MAX_EV][64];       /* record.requestId's raw bytes, "-" if none */
+	long rid_off[MAX_EV];       /* its offset in the element, -1 if none */
+	int rid_escaped[MAX_EV];
 	int stop_at;            /* return -ECANCELED at this index, -1 never */
 };
 
@@ -40,6 +43,15 @@ collect(void *ctx, const struct batch_event *ev)
 	g->kind[g->n] = ev->kind;
 	g->level[g->n] = ev->level;
 	g->dropped[g->n] = ev->dropped_records;
+	g->rid_off[g->n] = -1;
+	strcpy(g->rid[g->n], "-");
+	if (ev->request_id != NULL) {
+		ck_assert(ev->request_id >= ev->data && ev->request_id + ev->request_id_len <= ev->data + ev->len);
+		g->rid_off[g->n] = ev->request_id - ev->data;
+		snprintf(g->rid[g->n], sizeof(g->rid[g->n]), "%.*s", (int)ev->request_id_len,
+		    (const char *)ev->request_id);
+		g->rid_escaped[g->n] = ev->request_id_escaped;
+	}
 	g->n++;
 	return 0;
 }
@@ -393,6 +405,36 @@ START_TEST(test_extract_fields)
 }
 END_TEST
 
+/* record.requestId: its exact place in the element, only at the event's record level. */
+START_TEST(test_request_id_span)
+{
+	const char *body = "["
+	    "{\"type\":\"platform.start\",\"record\":{\"requestId\":\"abc-1\",\"version\":\"1\"}},"
+	    "{\"requestId\":\"top\",\"x\":{\"requestId\":\"x\"},\"record\":{\"tracing\":{\"requestId\":\"n\"}}},"
+	    "{\"record\":{\"requestId\":\"a\\\"b\"}},"
+	    "{\"record\":{\"requestId\":7}},"
+	    "{\"record\":[{\"requestId\":\"in-array\"}]},"
+	    "{\"record\":{\"req\\u0075estId\":\"escaped-key\"}},"
+	    "\"requestId\""
+	    "]";
+	struct got g;
+
+	ck_assert_int_eq(split(body, &g), 0);
+	ck_assert_uint_eq(g.n, 7);
+	ck_assert_str_eq(g.rid[0], "abc-1");
+	ck_assert(strncmp(g.elem[0] + g.rid_off[0], "abc-1\"", 6) == 0);
+	ck_assert_int_eq(g.rid_escaped[0], 0);
+	ck_assert_int_eq(g.rid_off[1], -1);                      /* none at record level */
+	ck_assert_str_eq(g.rid[2], "a\\\"b");                   /* raw bytes, flagged */
+	ck_assert_int_eq(g.rid_escaped[2], 1);
+	ck_assert_int_eq(g.rid_off[3], -1);                      /* not a string */
+	ck_assert_int_eq(g.rid_off[4], -1);
+	ck_assert_str_eq(g.rid[5], "escaped-key");
+	ck_assert_int_eq(g.rid_off[6], -1);
+	got_free(&g);
+}
+END_TEST
+
 START_TEST(test_long_escaped_type)
 {
 	char body[512];
@@ -461,6 +503,7 @@ batch_split_suite(void)
 	tcase_add_test(tc, test_huge_strings);
 	tcase_add_test(tc, test_extract_fields);
 	tcase_add_test(tc, test_long_escaped_type);
+	tcase_add_test(tc, test_request_id_span);
 	tcase_add_test(tc, test_callback_stops);
 	tcase_add_test(tc, test_level_parse);
 	suite_add_tcase(s, tc);
