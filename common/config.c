@@ -401,6 +401,7 @@ config_load_from(struct kte_config *cfg, const char *(*get)(const char *, void *
 	static const char *const compressions[] = { "none", "gzip" };
 	static const char *const levels[] = { "error", "warn", "info", "debug" };
 	static const char *const schemas[] = { "2022-07-01", "2022-12-13", "2025-01-29" };
+	static const char *const overflows[] = { "wait", "drop" };
 	struct config_ctx c = { get, ctx, err, errlen, 0 };
 	uint32_t port;
 	int schema;
@@ -452,6 +453,7 @@ config_load_from(struct kte_config *cfg, const char *(*get)(const char *, void *
 	config_u32(&c, "KTE_FLUSH_INTERVAL_MS", &cfg->flush_interval_ms, 10000, 100, 3600000);
 	config_u32(&c, "KTE_FLUSH_BUDGET_MS", &cfg->flush_budget_ms, 500, 0, 60000);
 	config_u32(&c, "KTE_SHUTDOWN_MARGIN_MS", &cfg->shutdown_margin_ms, 100, 10, 1000);
+	cfg->overflow = config_enum(&c, "KTE_OVERFLOW", overflows, 2, OVERFLOW_WAIT);
 
 	config_metrics(&c, cfg);
 

@@ -14,6 +14,8 @@ enum flush_policy { FLUSH_ADAPTIVE = 0, FLUSH_END, FLUSH_PERIODIC, FLUSH_CONTINU
 enum record_format { FORMAT_EVENT = 0, FORMAT_NDJSON, FORMAT_KPL };
 enum compression { COMPRESSION_NONE = 0, COMPRESSION_GZIP };
 enum partition_key_mode { PKEY_REQUEST_ID = 0, PKEY_RANDOM, PKEY_FUNCTION, PKEY_FIXED };
+/* KTE_OVERFLOW: hold event/next while the ring is above its high-water mark, or never hold. */
+enum overflow_policy { OVERFLOW_WAIT = 0, OVERFLOW_DROP };
 
 /* Telemetry stream bits for KTE_TELEMETRY_TYPES. */
 #define TELEMETRY_PLATFORM  0x1u
@@ -75,6 +77,7 @@ struct kte_config {
 	uint32_t flush_interval_ms;         /* KTE_FLUSH_INTERVAL_MS, periodic policy, default 10000 */
 	uint32_t flush_budget_ms;           /* KTE_FLUSH_BUDGET_MS: max wait per invocation in `end`, default 500 */
 	uint32_t shutdown_margin_ms;        /* KTE_SHUTDOWN_MARGIN_MS: exit this long before deadlineMs, default 100 */
+	enum overflow_policy overflow;      /* KTE_OVERFLOW wait|drop, default wait */
 
 	/* Self-metrics (controller/metrics.h): EMF lines on stdout */
 	bool metrics;                       /* KTE_METRICS on|off, default on */
