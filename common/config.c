@@ -398,6 +398,7 @@ config_load_from(struct kte_config *cfg, const char *(*get)(const char *, void *
 {
 	static const char *const flushes[] = { "adaptive", "end", "periodic", "continuous" };
 	static const char *const formats[] = { "event", "ndjson", "kpl" };
+	static const char *const compressions[] = { "none", "gzip" };
 	static const char *const levels[] = { "error", "warn", "info", "debug" };
 	static const char *const schemas[] = { "2022-07-01", "2022-12-13", "2025-01-29" };
 	static const char *const overflows[] = { "wait", "drop" };
@@ -459,6 +460,10 @@ config_load_from(struct kte_config *cfg, const char *(*get)(const char *, void *
 		config_fail(&c, "KTE_MAX_REQUEST_BYTES=%" PRIu32 " is smaller than KTE_MAX_RECORD_BYTES=%"
 		    PRIu32, cfg->max_request_bytes, cfg->max_record_bytes);
 	cfg->record_format = config_enum(&c, "KTE_RECORD_FORMAT", formats, 3, FORMAT_EVENT);
+	cfg->compression = config_enum(&c, "KTE_COMPRESSION", compressions, 2, COMPRESSION_NONE);
+	if (cfg->compression == COMPRESSION_GZIP && cfg->record_format == FORMAT_KPL)
+		config_fail(&c, "KTE_COMPRESSION=gzip does not go with KTE_RECORD_FORMAT=kpl (KPL consumers "
+		    "expect aggregated records as they are): use event or ndjson");
 	config_partition_key(&c, cfg);
 	config_u32(&c, "KTE_RETRY_BASE_MS", &cfg->retry_base_ms, 50, 1, 10000);
 	config_u32(&c, "KTE_RETRY_MAX_MS", &cfg->retry_max_ms, 20000, 10, 300000);

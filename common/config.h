@@ -12,6 +12,7 @@
 
 enum flush_policy { FLUSH_ADAPTIVE = 0, FLUSH_END, FLUSH_PERIODIC, FLUSH_CONTINUOUS };
 enum record_format { FORMAT_EVENT = 0, FORMAT_NDJSON, FORMAT_KPL };
+enum compression { COMPRESSION_NONE = 0, COMPRESSION_GZIP };
 enum partition_key_mode { PKEY_REQUEST_ID = 0, PKEY_RANDOM, PKEY_FUNCTION, PKEY_FIXED };
 /* KTE_OVERFLOW: hold event/next while the ring is above its high-water mark, or never hold. */
 enum overflow_policy { OVERFLOW_WAIT = 0, OVERFLOW_DROP };
@@ -61,6 +62,7 @@ struct kte_config {
 	uint32_t max_record_bytes;          /* KTE_MAX_RECORD_BYTES: Kinesis record limit incl. key, default 1 MiB */
 	uint32_t max_request_bytes;         /* KTE_MAX_REQUEST_BYTES: PutRecords limit, default 5 MiB */
 	enum record_format record_format;   /* KTE_RECORD_FORMAT event|ndjson|kpl */
+	enum compression compression;       /* KTE_COMPRESSION none|gzip: each record's data */
 	/*
 	 * KTE_PARTITION_KEY (Kinesis hashes the key to pick a shard; dispatcher/pkey.h):
 	 *   request-id (default): the event's record.requestId; id-less events (text logs)

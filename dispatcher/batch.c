@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include <zlib.h>
+
 #include "base64.h"
 #include "kpl.h"
 
@@ -117,6 +119,92 @@ b64_feed_line(struct batch *b, const uint8_t *ev, size_t len)
 	b64_feed(b, ev + start, len - start);
 }
 
+/* ---- gzip ---- */
+
+#define GZ_TAIL 32      /* gzip header not yet out, the empty final block and the trailer */
+
+/* Starts a gzip member for the next record. 0 or -ENOMEM. */
+static int
+gz_start(struct batch *b)
+{
+	z_stream *zs = b->zs;
+
+	if (zs == NULL) {
+		if ((zs = calloc(1, sizeof(*zs))) == NULL)
+			return -ENOMEM;
+		/* windowBits 15 + 16: a gzip wrapper, as CloudWatch Logs subscriptions write. */
+		if (deflateInit2(zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+			free(zs);
+			return -ENOMEM;
+		}
+		b->zs = zs;
+	} else if (deflateReset(zs) != Z_OK)
+		return -EPROTO;
+	b->gz_len = b->gz_flushed = b->gz_unflushed = 0;
+	return 0;
+}
+
+/* Compresses n bytes with flush mode flush (Z_NO_FLUSH, Z_SYNC_FLUSH, Z_FINISH). */
+static int
+gz_run(struct batch *b, const void *p, size_t n, int flush)
+{
+	z_stream *zs = b->zs;
+	int rc;
+
+	zs->next_in = (Bytef *)(uintptr_t)p;
+	zs->avail_in = (uInt)n;
+	for (;;) {
+		if (b->gz_cap - b->gz_len < 4096) {
+			size_t cap = b->gz_cap ? b->gz_cap * 2 : 64 * 1024;
+			uint8_t *q = realloc(b->gz, cap);
+
+			if (q == NULL)
+				return -ENOMEM;
+			b->gz = q;
+			b->gz_cap = cap;
+		}
+		zs->next_out = b->gz + b->gz_len;
+		zs->avail_out = (uInt)(b->gz_cap - b->gz_len);
+		rc = deflate(zs, flush);
+		b->gz_len = b->gz_cap - zs->avail_out;
+		if (rc == Z_STREAM_ERROR)
+			return -EPROTO;
+		if (flush == Z_FINISH ? rc == Z_STREAM_END : zs->avail_in == 0 && zs->avail_out > 0)
+			break;
+	}
+	if (flush == Z_SYNC_FLUSH) {
+		b->gz_flushed = b->gz_len;
+		b->gz_unflushed = 0;
+	} else
+		b->gz_unflushed += n;
+	return 0;
+}
+
+/* Upper bound of the member's final size if extra more input bytes were added. */
+static size_t
+gz_bound(const struct batch *b, size_t extra)
+{
+	return b->gz_flushed + compressBound((uLong)(b->gz_unflushed + extra)) + GZ_TAIL;
+}
+
+/* Feeds an ndjson event to the member, CR and LF as spaces (as b64_feed_line). */
+static int
+gz_feed_line(struct batch *b, const uint8_t *ev, size_t len)
+{
+	size_t i, start = 0;
+	int rc;
+
+	for (i = 0; i < len; i++) {
+		if (ev[i] != '\n' && ev[i] != '\r')
+			continue;
+		if ((rc = gz_run(b, ev + start, i - start, Z_NO_FLUSH)) < 0 ||
+		    (rc = gz_run(b, " ", 1, Z_NO_FLUSH)) < 0)
+			return rc;
+		start = i + 1;
+	}
+	return gz_run(b, ev + start, len - start, Z_NO_FLUSH);
+}
+
 static int
 seg_open(struct batch *b, size_t data_room)
 {
@@ -154,6 +242,7 @@ batch_init(struct batch *b, const struct kte_config *cfg, struct pkey_state *pk)
 	b->format = cfg->record_format;
 	b->max_record = cfg->max_record_bytes;
 	b->max_request = cfg->max_request_bytes;
+	b->gzip = cfg->compression == COMPRESSION_GZIP && cfg->record_format != FORMAT_KPL;
 	b->pk = pk;
 	p = b->stream_prefix;
 	p += sprintf(p, "{");
@@ -182,6 +271,11 @@ batch_cleanup(struct batch *b)
 	free(b->ev);
 	free(b->keys);
 	free(b->scratch);
+	if (b->zs != NULL) {
+		deflateEnd(b->zs);
+		free(b->zs);
+	}
+	free(b->gz);
 	memset(b, 0, sizeof(*b));
 }
 
@@ -192,6 +286,11 @@ batch_reset(struct batch *b, size_t keep_bytes)
 		free(b->body);
 		b->body = NULL;
 		b->cap = 0;
+	}
+	if (b->gz_cap > keep_bytes) {
+		free(b->gz);
+		b->gz = NULL;
+		b->gz_cap = 0;
 	}
 	if (b->scratch_cap > keep_bytes) {
 		free(b->scratch);
@@ -238,6 +337,7 @@ krec_new(struct batch *b, uint32_t data_len, size_t key_len, bool summary)
 	k->data_len = data_len;
 	k->kin_bytes = data_len + (uint32_t)key_len;
 	k->summary = summary;
+	k->ring_first = b->add_pos;
 	b->kin_total += k->kin_bytes;
 	return k;
 }
@@ -255,31 +355,146 @@ static int
 add_event(struct batch *b, const uint8_t *ev, size_t len, bool summary)
 {
 	char key[PKEY_MAX + 1];
-	size_t kl = event_key(b, ev, len, key);
+	size_t kl = event_key(b, ev, len, key), dlen = len;
+	const uint8_t *data = ev;
 	struct batch_krec *k;
+	int rc;
 
-	if (len + kl > b->max_record)
+	if (b->gzip) {
+		if ((rc = gz_start(b)) < 0 || (rc = gz_run(b, ev, len, Z_FINISH)) < 0)
+			return rc;
+		data = b->gz;
+		dlen = b->gz_len;
+	}
+	if (dlen + kl > b->max_record)
 		return BATCH_TOO_LARGE;
-	if (b->nkrec == BATCH_MAX_RECORDS || b->kin_total + len + kl > b->max_request)
+	if (b->nkrec == BATCH_MAX_RECORDS || b->kin_total + dlen + kl > b->max_request)
 		return BATCH_FULL;
-	if (seg_open(b, batch_b64_len(len)) < 0)
+	if (seg_open(b, batch_b64_len(dlen)) < 0)
 		return -ENOMEM;
-	k = krec_new(b, (uint32_t)len, kl, summary);
+	k = krec_new(b, (uint32_t)dlen, kl, summary);
 	k->events = 1;
 	k->event_bytes = len;
-	b64_feed(b, ev, len);
+	b64_feed(b, data, dlen);
 	seg_close(b, k, key, kl);
 	b->nkrec++;
 	return BATCH_ADDED;
 }
 
-static void
+/* Finishes the open gzip record and writes its segment. 0 or -errno. */
+static int
+gz_close(struct batch *b)
+{
+	struct batch_krec *k = &b->krec[b->nkrec - 1];
+	unsigned n = b->nkrec;
+	int rc;
+
+	if ((rc = gz_run(b, NULL, 0, Z_FINISH)) < 0)
+		return rc;
+	if (b->gz_len + b->open_key_len > b->max_record)
+		return -EPROTO;         /* the bound did not hold: never, by construction */
+	b->nkrec = n - 1;       /* seg_open writes the record at nkrec */
+	rc = seg_open(b, batch_b64_len(b->gz_len));
+	b->nkrec = n;
+	if (rc < 0)
+		return rc;
+	b->kin_total -= k->kin_bytes;
+	k->data_len = (uint32_t)b->gz_len;
+	k->kin_bytes = (uint32_t)(b->gz_len + b->open_key_len);
+	b->kin_total += k->kin_bytes;
+	b64_feed(b, b->gz, b->gz_len);
+	seg_close(b, k, b->open_key, b->open_key_len);
+	return 0;
+}
+
+static int
 ndjson_close(struct batch *b)
 {
+	int rc = 0;
+
 	if (!b->open)
-		return;
-	seg_close(b, &b->krec[b->nkrec - 1], b->open_key, b->open_key_len);
+		return 0;
+	if (b->gzip)
+		rc = gz_close(b);
+	else
+		seg_close(b, &b->krec[b->nkrec - 1], b->open_key, b->open_key_len);
 	b->open = false;
+	return rc;
+}
+
+/* The open gzip record's Kinesis size once the bound says so: data bound plus key. */
+static void
+gz_account(struct batch *b, struct batch_krec *k)
+{
+	size_t kin = gz_bound(b, 0) + b->open_key_len;
+
+	b->kin_total = b->kin_total - k->kin_bytes + kin;
+	k->kin_bytes = (uint32_t)kin;
+	k->data_len = (uint32_t)(kin - b->open_key_len);
+}
+
+/* Whether the open gzip record takes more input bytes; a sync flush makes the bound exact. */
+static int
+gz_fits(struct batch *b, const struct batch_krec *k, size_t more)
+{
+	int rc;
+
+	for (int flushed = 0;; flushed = 1) {
+		size_t kin = gz_bound(b, more) + b->open_key_len;
+
+		if (kin <= b->max_record && b->kin_total - k->kin_bytes + kin <= b->max_request)
+			return 1;
+		if (flushed || b->gz_unflushed == 0)
+			return 0;
+		if ((rc = gz_run(b, NULL, 0, Z_SYNC_FLUSH)) < 0)
+			return rc;
+	}
+}
+
+static int
+add_ndjson_gz(struct batch *b, const uint8_t *ev, size_t len, bool summary)
+{
+	char key[PKEY_MAX + 1];
+	size_t kl = event_key(b, ev, len, key);
+	struct batch_krec *k;
+	int rc;
+
+	if (compressBound((uLong)len) + GZ_TAIL + kl > b->max_record)
+		return BATCH_TOO_LARGE;
+	if (b->open) {
+		k = &b->krec[b->nkrec - 1];
+		if ((rc = gz_fits(b, k, 1 + len)) < 0)
+			return rc;
+		if (rc == 1) {
+			if ((rc = gz_run(b, "\n", 1, Z_NO_FLUSH)) < 0 || (rc = gz_feed_line(b, ev, len)) < 0)
+				return rc;
+			gz_account(b, k);
+			k->events++;
+			k->event_bytes += len;
+			k->summary |= summary;
+			return BATCH_ADDED;
+		}
+	}
+	if (b->nkrec == BATCH_MAX_RECORDS ||
+	    b->kin_total + compressBound((uLong)len) + GZ_TAIL + kl > b->max_request)
+		return BATCH_FULL;
+	if ((rc = ndjson_close(b)) < 0)
+		return rc;
+	if ((rc = gz_start(b)) < 0)
+		return rc;
+	memcpy(b->open_key, key, kl + 1);
+	b->open_key_len = kl;
+	k = krec_new(b, 0, kl, summary);
+	if ((rc = gz_feed_line(b, ev, len)) < 0) {
+		b->kin_total -= k->kin_bytes;
+		return rc;
+	}
+	gz_account(b, k);
+	k->events = 1;
+	k->event_bytes = len;
+	b->open = true;
+	b->nkrec++;
+	return BATCH_ADDED;
 }
 
 static int
@@ -309,7 +524,7 @@ add_ndjson(struct batch *b, const uint8_t *ev, size_t len, bool summary)
 	}
 	if (b->nkrec == BATCH_MAX_RECORDS || b->kin_total + len + kl > b->max_request)
 		return BATCH_FULL;
-	ndjson_close(b);
+	(void)ndjson_close(b);  /* without gzip it cannot fail */
 	if (seg_open(b, b64_room(b, len)) < 0)
 		return -ENOMEM;
 	k = krec_new(b, (uint32_t)len, kl, summary);
@@ -509,7 +724,7 @@ batch_add(struct batch *b, const uint8_t *ev, size_t len, bool summary)
 		return -ENOMEM;
 	switch (b->format) {
 	case FORMAT_NDJSON:
-		return add_ndjson(b, ev, len, summary);
+		return b->gzip ? add_ndjson_gz(b, ev, len, summary) : add_ndjson(b, ev, len, summary);
 	case FORMAT_KPL:
 		return add_kpl(b, ev, len, summary);
 	case FORMAT_EVENT:
@@ -519,14 +734,25 @@ batch_add(struct batch *b, const uint8_t *ev, size_t len, bool summary)
 }
 
 int
+batch_add_at(struct batch *b, const uint8_t *ev, size_t len, bool summary, uint64_t pos)
+{
+	b->add_pos = pos;
+	return batch_add(b, ev, len, summary);
+}
+
+int
 batch_finish(struct batch *b)
 {
 	unsigned i;
 
 	if (b->finished)
 		return 0;
-	if (b->format == FORMAT_NDJSON)
-		ndjson_close(b);
+	if (b->format == FORMAT_NDJSON) {
+		int rc = ndjson_close(b);
+
+		if (rc < 0)
+			return rc;
+	}
 	if (b->format == FORMAT_KPL) {
 		unsigned n = b->nkrec;
 		int rc = kpl_write(b);
@@ -576,6 +802,35 @@ batch_compact(struct batch *b)
 	}
 	memcpy(b->body + pos, "]}", 2);
 	b->len = pos + 2;
+}
+
+static void settle(struct batch_krec *k, enum krec_state state, struct batch_settled *st);
+
+void
+batch_settle(struct batch *b, unsigned i, enum krec_state state, struct batch_settled *st)
+{
+	settle(&b->krec[i], state, st);
+}
+
+bool
+batch_unsettled(const struct batch *b)
+{
+	for (unsigned i = 0; i < b->nkrec; i++)
+		if (b->krec[i].state == KREC_PENDING || b->krec[i].state == KREC_INFLIGHT)
+			return true;
+	return false;
+}
+
+uint64_t
+batch_release_pos(const struct batch *b, uint64_t end)
+{
+	uint64_t pos = end;
+
+	for (unsigned i = 0; i < b->nkrec; i++)
+		if ((b->krec[i].state == KREC_PENDING || b->krec[i].state == KREC_INFLIGHT) &&
+		    b->krec[i].ring_first < pos)
+			pos = b->krec[i].ring_first;
+	return pos;
 }
 
 static void

@@ -11,6 +11,12 @@
  *           JSON only allows as whitespace, become spaces); key of the first event.
  *   kpl     KPL aggregated records; only events with the same partition key share one.
  *
+ * KTE_COMPRESSION=gzip (event and ndjson): each record's data is a gzip member. The
+ * limits hold for the compressed size. ndjson records are compressed as events are
+ * added; a record takes an event while an upper bound of its final size fits (the exact
+ * size at the last sync flush plus compressBound() of what came after), and a sync flush
+ * makes the bound exact again when it gets close, so records fill to within a few KiB.
+ *
  * Event data is referenced, not copied (kpl) or encoded at once (event, ndjson): the
  * caller keeps events alive (unreleased in the ring) until the batch is settled.
  * Process-local, not thread-safe.
@@ -33,7 +39,8 @@ enum batch_add_result {
 	BATCH_TOO_LARGE,        /* not added: larger than a record can ever be; drop it */
 };
 
-enum krec_state { KREC_PENDING = 0, KREC_ACCEPTED, KREC_DROPPED };
+/* PENDING: to be sent (again); INFLIGHT: in the request on the wire. */
+enum krec_state { KREC_PENDING = 0, KREC_ACCEPTED, KREC_DROPPED, KREC_INFLIGHT };
 
 struct batch_krec {
 	size_t seg_off, seg_len;    /* its {"Data":...} object in the body */
@@ -43,6 +50,7 @@ struct batch_krec {
 	uint32_t key_off, key_len;  /* kpl: its key in the key arena */
 	uint32_t first_ev;          /* kpl: its events in ev[] once grouped */
 	uint64_t event_bytes;       /* payload bytes of those events */
+	uint64_t ring_first;        /* ring position of its first event (batch_add_at) */
 	uint8_t state;              /* enum krec_state */
 	bool summary;               /* carries the dropped-summary event */
 };
@@ -72,6 +80,7 @@ struct batch {
 	size_t len, cap;
 	size_t prefix_len;          /* {"StreamName":...,"Records":[ */
 	bool finished;              /* body complete (closing brackets written) */
+	uint64_t add_pos;           /* ring position of the event being added */
 
 	/* records */
 	struct batch_krec krec[BATCH_MAX_RECORDS];
@@ -86,6 +95,14 @@ struct batch {
 	size_t open_key_len;
 	uint8_t b64_carry[3];
 	unsigned b64_ncarry;
+
+	/* gzip: the record being compressed (zlib stays inside batch.c) */
+	bool gzip;
+	void *zs;                   /* z_stream, allocated on first use */
+	uint8_t *gz;                /* its compressed bytes so far */
+	size_t gz_len, gz_cap;
+	size_t gz_flushed;          /* gz_len at the last sync flush (exact up to there) */
+	size_t gz_unflushed;        /* input bytes since then */
 
 	/* kpl */
 	struct batch_event *ev;
@@ -116,6 +133,10 @@ void batch_reset(struct batch *b, size_t keep_bytes);
 int batch_add(struct batch *b, const uint8_t *ev, size_t len, bool summary)
     __attribute__((warn_unused_result));
 
+/* batch_add for the ring event at position pos (kept as the record's ring_first). */
+int batch_add_at(struct batch *b, const uint8_t *ev, size_t len, bool summary, uint64_t pos)
+    __attribute__((warn_unused_result));
+
 /* Closes the body: encodes kpl aggregates, writes the closing brackets. 0 or -errno. */
 int batch_finish(struct batch *b) __attribute__((warn_unused_result));
 
@@ -130,6 +151,18 @@ static inline unsigned batch_nsent(const struct batch *b) { return b->nsent; }
  * hold only them, in order. Adds the totals to *st.
  */
 void batch_apply(struct batch *b, const uint8_t *status, unsigned n, struct batch_settled *st);
+
+/* Settles record i (accepted or dropped) and adds it to *st. */
+void batch_settle(struct batch *b, unsigned i, enum krec_state state, struct batch_settled *st);
+
+/* True while some record is pending or in flight. */
+bool batch_unsettled(const struct batch *b);
+
+/*
+ * Ring position up to which the batch's events may be released: the first event of the
+ * earliest unsettled record, or end when every record is settled.
+ */
+uint64_t batch_release_pos(const struct batch *b, uint64_t end);
 
 /* Gives up on every pending record (a non-retryable reject). Adds the totals to *st. */
 void batch_drop_pending(struct batch *b, struct batch_settled *st);

@@ -7,12 +7,11 @@
 #
 # Self-contained whatever the runtime's OS has (Amazon Linux 2023 has glibc 2.34 and its own libcurl and
 # OpenSSL): the objects `make` compiled are linked again with
-#   - libcurl, OpenSSL, json-c, zlib and brotli statically (Debian ships their .a);
-#   - the libraries Debian's libcurl wants but the extension never uses (RTMP, LDAP, SSH, GSS-API, IDN,
-#     PSL) replaced by the stand-ins in layer/curl_stubs.c;
-#   - everything without a static library (civetweb, nghttp2, zstd, glibc) as shared libraries copied
-#     into the layer's private lib directory, found through DT_RPATH (which, unlike DT_RUNPATH, wins over
-#     the LD_LIBRARY_PATH=/opt/lib Lambda sets) and loaded by the layer's own copy of the dynamic loader
+#   - a libcurl built for the layer by layer/libcurl.sh (Debian's source package, HTTP and HTTPS only, static,
+#     cached in build/cache/), and OpenSSL, zlib and json-c from Debian's static libraries;
+#   - civetweb and glibc, which have no static library in Debian, as shared libraries copied into the
+#     layer's private lib directory, found through DT_RPATH (which, unlike DT_RUNPATH, wins over the
+#     LD_LIBRARY_PATH=/opt/lib Lambda sets) and loaded by the layer's own copy of the dynamic loader
 #     (PT_INTERP). Nothing is put in /opt/lib, so the function's runtime never sees these libraries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,8 +20,6 @@ NAME=kinesis-telemetry-extension
 OPT_DIR=/opt/$NAME/lib                 # where the private libraries are at run time
 BUILD=${BUILD:-build}
 BUILD=${BUILD%/}
-# Libraries of Debian's libcurl that layer/curl_stubs.c stands in for.
-STUBBED=" idn2 rtmp ssh2 psl gssapi_krb5 ldap lber "
 
 die() { echo "layer: $*" >&2; exit 1; }
 norm_arch() {
@@ -57,7 +54,7 @@ else
 	TOOL_PREFIX=$TRIPLET-
 	need=()
 	command -v "$CC" >/dev/null || need+=("gcc-$TRIPLET")
-	for p in libc6-dev libcurl4-openssl-dev libjson-c-dev libcivetweb-dev libssl-dev; do
+	for p in libc6-dev libjson-c-dev libcivetweb-dev libssl-dev zlib1g-dev; do
 		dpkg-query -W -f='${Status}' "$p:$DEB_ARCH" 2>/dev/null | grep -q "install ok installed" ||
 			need+=("$p:$DEB_ARCH")
 	done
@@ -71,8 +68,15 @@ else
 		$SUDO apt-get update -qq || true
 		$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 	fi
+fi
+
+# The layer's libcurl (built once, then cached).
+CURL_PREFIX=$(CC=$CC BUILD=$BUILD bash layer/libcurl.sh "$ARCH") || die "no libcurl for $ARCH"
+if [ "$ARCH" != "$HOST_ARCH" ]; then
+	# The target's libraries, and the layer's libcurl headers: no libcurl -dev package of the target.
 	export PKG_CONFIG_LIBDIR=/usr/lib/$TRIPLET/pkgconfig:/usr/share/pkgconfig
-	MAKE_ARGS=(CC="$CC" AR="${TOOL_PREFIX}ar" BUILD="$OBJ_BUILD")
+	MAKE_ARGS=(CC="$CC" AR="${TOOL_PREFIX}ar" BUILD="$OBJ_BUILD"
+		PKG_CFLAGS="-I$CURL_PREFIX/include $(pkg-config --cflags json-c libcrypto)")
 fi
 
 # The objects: whatever `make` builds for the executable (a no-op when `make layer` just built them).
@@ -86,59 +90,31 @@ find_lib() {   # find_lib FILE: the first match in the target's library director
 	done
 	return 1
 }
-
-# Link flags: every -l of the Makefile's libraries (pkg-config --static, so libcurl's own dependencies
-# appear), as a static archive when one exists, as a shared library when not, skipped when stubbed. A
-# static archive records no dependencies: take them from its shared twin's DT_NEEDED.
-shared_of() {   # shared_of NAME: the shared library file for -lNAME
-	find_lib "lib$1.so" && return 0
-	for d in "${LIBDIRS[@]}"; do ls "$d/lib$1.so."* 2>/dev/null || true; done | sort -V | head -n1 | grep .
-}
 needed() { "${TOOL_PREFIX}readelf" -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'; }
-queue=($(pkg-config --static --libs-only-l libcurl json-c libcrypto) -lcivetweb)
-static=() shared=()
-seen=" c m dl pthread rt ld-linux-x86-64 ld-linux-aarch64 "
-while ((${#queue[@]})); do
-	n=${queue[0]#-l}
-	queue=("${queue[@]:1}")
-	case "$seen" in *" $n "*) continue ;; esac
-	seen="$seen$n "
-	case "$STUBBED" in *" $n "*) continue ;; esac
-	so=$(shared_of "$n") || so=""
-	if a=$(find_lib "lib$n.a"); then
-		static+=("$a")
-		if [ -n "$so" ]; then
-			for dep in $(needed "$so"); do
-				dep=${dep#lib}
-				queue+=("${dep%%.so*}")
-			done
-		fi
-	elif [ -n "$so" ]; then
-		shared+=("$so")
-	else
-		die "no static or shared library for -l$n ($ARCH)"
-	fi
-done
-mkdir -p "$OBJ_BUILD/layer-obj" "$LAYER"
-STUBS_O=$OBJ_BUILD/layer-obj/curl_stubs.o
-"$CC" -std=gnu11 -O2 -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Werror -fPIC \
-	-c -o "$STUBS_O" layer/curl_stubs.c
 
+# What the extension links, named: static archives (the layer's libcurl first, then what it and the
+# extension use), then the shared libraries that have no archive.
+static=("$CURL_PREFIX/lib/libcurl.a")
+for a in libjson-c.a libssl.a libcrypto.a libz.a; do
+	f=$(find_lib "$a") || die "no $a for $ARCH (install the -dev package)"
+	static+=("$f")
+done
+civetweb=$(find_lib libcivetweb.so) || die "no libcivetweb.so for $ARCH (libcivetweb-dev)"
+
+mkdir -p "$OBJ_BUILD/layer-obj" "$LAYER"
 EXE=$OBJ_BUILD/layer-obj/$NAME
 rm -rf "${LAYER:?}/extensions" "${LAYER:?}/$NAME"
 mkdir -p "$LAYER/extensions" "$LAYER/$NAME/lib"
-# Static archives refer to each other in pkg-config's order, not ours: a link group resolves any order.
-if ! "$CC" -pthread -o "$EXE" \
+# Not position-independent: a PIE would make the loader apply ~19,000 relative relocations (OpenSSL's and
+# libcurl's tables of pointers) and copy-on-write ~90 pages before main() on every cold start
+# (docs/internals/layer.md). Address randomisation of libc, the stack, the heap and mmap stays; the three
+# processes are forks of one image, so they shared one executable layout anyway.
+"$CC" -pthread -no-pie -o "$EXE" \
 	-Wl,--dynamic-linker="$OPT_DIR/$LOADER" -Wl,-rpath,"$OPT_DIR" -Wl,--disable-new-dtags \
-	-Wl,--gc-sections -Wl,--as-needed -Wl,-O1 \
-	"$OBJ_BUILD/obj/controller/main.o" "$OBJ_BUILD/libkte.a" "$STUBS_O" \
-	-Wl,--start-group "${static[@]}" -Wl,--end-group "${shared[@]}" -lpthread -lm -ldl \
-	2>"$OBJ_BUILD/layer-obj/link.log"; then
-	cat "$OBJ_BUILD/layer-obj/link.log" >&2
-	grep -q "undefined reference" "$OBJ_BUILD/layer-obj/link.log" &&
-		echo "layer: a library gained a dependency: add a stand-in to layer/curl_stubs.c" >&2
-	exit 1
-fi
+	-Wl,--gc-sections -Wl,--as-needed -Wl,-O1 -Wl,--hash-style=gnu \
+	"$OBJ_BUILD/obj/controller/main.o" "$OBJ_BUILD/libkte.a" \
+	"${static[@]}" "$civetweb" -lpthread -lm -ldl ||
+	die "linking the extension for $ARCH failed"
 
 # Keep the symbols apart (for crash analysis; they match the shipped executable by its build ID), ship
 # the stripped executable. No debuglink: its CRC would tie the zip to this checkout's paths.

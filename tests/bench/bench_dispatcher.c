@@ -10,13 +10,20 @@
  * (records and bytes), bytes on the wire per event, events per Kinesis record (the
  * cost saving against `event`), and the dispatcher's own CPU time (events per CPU-second
  * says what one core sustains when the machine is shared). Then the latency of a flush
- * of 10 and of 1,000 events from idle. Asserts nothing.
+ * of 10 and of 1,000 events from idle. Then, for `event`, the throughput against a sink
+ * that answers 10% of requests with HTTP 500 and fails 20% of the records of the others
+ * with ProvisionedThroughputExceededException, as a ratio of the fault-free figure (the
+ * same sink with faults off, same event count). Last, bytes on the wire with
+ * KTE_COMPRESSION=gzip against none, for realistic function logs (Lambda text lines and
+ * structured JSON lines with timestamps, request ids and varied words), event and ndjson.
+ * Asserts nothing.
  * Events carry the metadata the listener stores with them (type, requestId span), so
  * partition keys come without parsing the JSON again, as in the extension.
  *   KTE_BENCH_EVENTS (default 300000) sets the number of events.
  *   KTE_BENCH_NO_META=1 writes them without metadata (the dispatcher then scans each).
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
@@ -39,6 +46,37 @@ struct run {
 };
 
 static const char *const *bench_vars;
+
+/* The faulty sink: 10% of requests HTTP 500, 20% of the records of the rest throttled. */
+static _Atomic uint64_t fault_rng = 0x9e3779b97f4a7c15ull;
+
+static uint32_t
+fault_rand(void)
+{
+	uint64_t x = atomic_fetch_add(&fault_rng, 0x9e3779b97f4a7c15ull);
+
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return (uint32_t)((x ^ (x >> 31)) % 1000);
+}
+
+static void
+fault_handler(void *ctx, const struct sink_request *req, struct sink_reply *rep)
+{
+	uint8_t failed[512] = { 0 };
+	unsigned n = req->nrecords < 512 ? req->nrecords : 512;
+
+	(void)ctx;
+	if (fault_rand() < 100) {
+		rep->status = 500;
+		rep->error_type = "InternalFailure";
+		rep->body = "{\"__type\":\"InternalFailure\"}";
+		return;
+	}
+	for (unsigned i = 0; i < n; i++)
+		failed[i] = fault_rand() < 200;
+	rep->body_alloc = sink_putrecords_reply(n, failed, "ProvisionedThroughputExceededException");
+}
 
 static const char *
 bench_get(const char *name, void *ctx)
@@ -64,6 +102,37 @@ fill_event(char *ev, unsigned i)
 	memcpy(ev + EVENT_BYTES - 3, "\"}}", 3);
 	return EVENT_BYTES;
 }
+
+/* A realistic function log event of about EVENT_BYTES (text or JSON logging), as Lambda delivers it. */
+static int
+fill_log(char *ev, unsigned i, bool json)
+{
+	static const char *const words[] = { "user", "order", "cache", "miss", "hit", "db", "query", "took",
+	    "ms", "retry", "payment", "accepted", "item", "sku", "warehouse", "region", "status", "200", "GET",
+	    "/api/v1/orders", "latency", "bytes", "session", "token", "refreshed", "queue", "depth", "worker" };
+	uint32_t x = i * 2654435761u + 17;
+	char msg[EVENT_BYTES];
+	int n = 0, m;
+
+	while (n < EVENT_BYTES - 200) {
+		x = x * 1103515245u + 12345u;
+		n += snprintf(msg + n, sizeof(msg) - (size_t)n, "%s%s=%u", n ? " " : "",
+		    words[(x >> 16) % (sizeof(words) / sizeof(words[0]))], (x >> 6) % 10000);
+	}
+	if (json)
+		m = snprintf(ev, EVENT_BYTES, "{\"time\":\"2026-11-28T05:38:13.%03uZ\",\"type\":\"function\",\"record\":"
+		    "{\"timestamp\":\"2026-11-28T05:38:13.%03uZ\",\"level\":\"INFO\",\"requestId\":"
+		    "\"4e4c6f2a-%04x-4000-8000-%012u\",\"message\":\"%.*s\"}}", i % 1000, i % 1000, i / 100 & 0xffff, i / 100,
+		    80, msg);
+	else
+		m = snprintf(ev, EVENT_BYTES, "{\"time\":\"2026-11-28T05:38:13.%03uZ\",\"type\":\"function\",\"record\":"
+		    "\"2026-11-28T05:38:13.%03uZ\\t4e4c6f2a-%04x-4000-8000-%012u\\tINFO\\t%.*s\\n\"}", i % 1000, i % 1000,
+		    i / 100 & 0xffff, i / 100, 90, msg);
+	return m < EVENT_BYTES ? m : EVENT_BYTES - 1;
+}
+
+/* 0: fill_event; 1: JSON logs; 2: text logs. */
+static int filler;
 
 /* Writes one event as the listener would: with its metadata (unless KTE_BENCH_NO_META=1). */
 static int
@@ -161,8 +230,9 @@ run_one(const struct run *r, unsigned nevents, uint16_t port, struct result *out
 		return -1;
 	}
 	for (unsigned i = 0; i < nevents; i++) {
-		fill_event(ev, i);
-		if (put_event(&ring, ev, EVENT_BYTES) < 0) {
+		int len = filler == 0 ? fill_event(ev, i) : fill_log(ev, i, filler == 1);
+
+		if (put_event(&ring, ev, (size_t)len) < 0) {
 			fprintf(stderr, "ring full at %u\n", i);
 			return -1;
 		}
@@ -266,6 +336,63 @@ flush_latency(uint16_t port, unsigned nevents)
 	ring_close(&ring);
 }
 
+/* Throughput with faults as a ratio of the fault-free one, `event` format. */
+static void
+faults(uint16_t clean_port, unsigned nevents, unsigned repeat)
+{
+	static const struct run r = { "event, faults", { "KTE_RECORD_FORMAT=event", NULL } };
+	struct result clean = { 0 }, bad = { 0 }, o;
+	uint16_t port;
+	pid_t sink;
+	int fd;
+
+	if ((fd = sink_listen(&port)) < 0)
+		return;
+	if ((sink = fork()) == 0)
+		sink_serve(fd, fault_handler, NULL);
+	close(fd);
+	for (unsigned k = 0; k < (repeat ? repeat : 1); k++) {
+		if (run_one(&r, nevents, clean_port, &o) == 0 && (clean.secs == 0 || o.secs < clean.secs))
+			clean = o;
+		if (run_one(&r, nevents, port, &o) == 0 && (bad.secs == 0 || o.secs < bad.secs))
+			bad = o;
+	}
+	kill(sink, SIGTERM);
+	waitpid(sink, NULL, 0);
+	if (clean.secs == 0 || bad.secs == 0)
+		return;
+	printf("event, 10%% HTTP 500 + 20%% records throttled: %.0f events/s against %.0f fault-free "
+	    "(%u events, best of %u): ratio %.2f; %.0f requests for %.0f fault-free\n",
+	    nevents / bad.secs, nevents / clean.secs, nevents, repeat ? repeat : 1, clean.secs / bad.secs,
+	    bad.requests, clean.requests);
+}
+
+/* Bytes on the wire and the dispatcher's CPU with gzip against none. */
+static void
+compression(uint16_t port, unsigned nevents)
+{
+	static const struct run runs[] = {
+		{ "event", { "KTE_RECORD_FORMAT=event", "KTE_COMPRESSION=none", NULL } },
+		{ "event+gzip", { "KTE_RECORD_FORMAT=event", "KTE_COMPRESSION=gzip", NULL } },
+		{ "ndjson", { "KTE_RECORD_FORMAT=ndjson", "KTE_COMPRESSION=none", NULL } },
+		{ "ndjson+gzip", { "KTE_RECORD_FORMAT=ndjson", "KTE_COMPRESSION=gzip", NULL } },
+	};
+	struct result o[4];
+
+	for (filler = 1; filler <= 2; filler++) {
+		for (int i = 0; i < 4; i++)
+			if (run_one(&runs[i], nevents, port, &o[i]) < 0)
+				return;
+		for (int i = 0; i < 4; i += 2)
+			printf("%s logs, %-6s: %.1f wire bytes/event, gzip %.1f (%.1f%% of none, %.2fx smaller); "
+			    "%.0f vs %.0f events/s, dispatcher cpu %.2fs vs %.2fs\n", filler == 1 ? "JSON" : "text",
+			    runs[i].name, o[i].wire / nevents, o[i + 1].wire / nevents,
+			    100.0 * o[i + 1].wire / o[i].wire, o[i].wire / o[i + 1].wire, nevents / o[i].secs,
+			    nevents / o[i + 1].secs, o[i].cpu, o[i + 1].cpu);
+	}
+	filler = 0;
+}
+
 int
 main(void)
 {
@@ -308,9 +435,11 @@ main(void)
 		}
 		print_result(&runs[i], nevents, &best, &event_records);
 	}
-out:
 	flush_latency(port, 10);
 	flush_latency(port, 1000);
+	faults(port, nevents / 6, repeat);
+	compression(port, nevents / 6);
+out:
 	kill(sink, SIGTERM);
 	waitpid(sink, NULL, 0);
 	return 0;

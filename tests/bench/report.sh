@@ -19,7 +19,9 @@ if [ -n "$OUT" ]; then
 		echo "\`build/bench/out/\`. The figures are from one run on the machine named below; machines shared with other jobs"
 		echo "give noisy tails, so compare medians and ratios. Figures only: nothing here passes or fails on speed."
 		echo
-		echo "What is measured: cold start (exec to first \`next\`, in the simulator), per-invocation overhead per flush"
+		echo "What is measured: cold start (exec to first \`next\`, in the simulator; for the layer also as a"
+		echo "difference to a floor program that only registers, subscribes and calls \`next\`: bench_cold_start.sh,"
+		echo "[layer internals](internals/layer.md)), per-invocation overhead per flush"
 		echo "policy (runtimeDone to \`next\`) with the Pss of the three processes, sustained events/s end to end (the"
 		echo "simulator's function logging 5,000 records of 200-2,000 bytes per invocation), ring, listener, dispatcher"
 		echo "and codec throughput, the cost of the self-metrics (KTE_METRICS off vs on, bytes on stdout), and the"
@@ -49,6 +51,8 @@ echo "commit:  $(git -C "$(dirname "$0")/../.." log -1 --format='%h %s' 2>/dev/n
 echo
 echo "Cold start (lambda-sim: exec -> first event/next, median):"
 pick bench_controller.sh.txt '^cold start|of which main|exec -> register'
+echo "Cold start of the layer as a difference to the floor (a static register/subscribe/next program):"
+pick bench_cold_start.sh.txt '^cold start, extension - floor|^  (floor|extension) \(|^  best case|^Pss after init'
 echo "Per-invocation overhead per flush policy (runtimeDone -> next, ms; Pss/RSS kB of the 3 processes):"
 pick bench_controller.sh.txt '^policy|^(end|continuous|periodic|adaptive)'
 echo "Sustained end to end (lambda-sim -> extension -> PutRecords):"

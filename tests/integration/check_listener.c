@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "listener/intake.h"
 #include "listener/listener.h"
 #include "listener_fixture.h"
 #include "notify.h"
@@ -283,6 +284,13 @@ START_TEST(test_bad_inputs_each_status)
 	}
 	ck_assert_int_eq(lfix_request(h, &f, "GET", "/", NULL, 0, 0), 405);
 	ck_assert_int_eq(lfix_request(h, &f, "PUT", "/", good.body, good.len, 0), 405);
+	{
+		long conns = -1;
+
+		/* The GET had no body to drain: its connection stayed open for the PUT. */
+		curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &conns);
+		ck_assert_int_eq(conns, 0);
+	}
 	ck_assert_int_eq(lfix_request(h, &f, "DELETE", LISTENER_PATH, NULL, 0, 0), 405);
 	ck_assert_int_eq(post(h, &f, "/other", "[]"), 404);
 	ck_assert_int_eq(lfix_request(h, &f, "GET", "/telemetry/x", NULL, 0, 0), 404);
@@ -480,6 +488,79 @@ START_TEST(test_ring_full_wait_then_accept)
 	pthread_join(t, NULL);
 	ck_assert_uint_eq(d.records, (size_t)(accepted + 1) * bt.n);
 	ck_assert_uint_eq(atomic_load(&f.ctl->listener.ring_full), 0);
+	batch_free(&bt);
+	curl_easy_cleanup(h);
+	lfix_free(&f);
+}
+END_TEST
+
+/* Fills the ring with copies of bt written directly, as another writer would; returns how many. */
+static int
+ring_fill(struct ring *r, const struct batch *bt)
+{
+	struct iovec v[64];
+	int n = 0;
+
+	for (size_t j = 0; j < bt->n; j++)
+		v[j] = (struct iovec){ bt->ev[j], bt->evlen[j] };
+	while (ring_writev(r, v, bt->n) == 0)
+		n++;
+	return n;
+}
+
+/*
+ * KTE_OVERFLOW=wait (the default): a POST finding the ring full is held, well past the
+ * 1 s that drop allows, and accepted once the reader frees space; nothing answered 503.
+ */
+START_TEST(test_ring_full_held_until_space)
+{
+	struct listener_fixture f;
+	CURL *h = curl_easy_init();
+	struct batch bt;
+	struct drainer d;
+	pthread_t t;
+	uint64_t t0;
+	int filled;
+
+	lfix_init(&f);
+	ck_assert_int_eq(f.cfg.overflow, OVERFLOW_WAIT);
+	ck_assert_int_eq(lfix_start(&f, 16384), 0);
+	batch_build(&bt, 1, 1, 20);
+	filled = ring_fill(&f.ring, &bt);
+	memset(&d, 0, sizeof(d));
+	d.ring = &f.ring;
+	d.delay_ms = 2500;      /* longer than the drop policy's wait and the body deadline */
+	t0 = now_mono_ms();
+	ck_assert_int_eq(pthread_create(&t, NULL, drain_run, &d), 0);
+	ck_assert_int_eq(lfix_request(h, &f, "POST", "/", bt.body, bt.len, 0), 200);
+	ck_assert_uint_ge(now_mono_ms() - t0, (uint64_t)d.delay_ms);   /* it was held, not refused */
+	d.stop = 1;
+	pthread_join(t, NULL);
+	ck_assert_uint_eq(d.records, (size_t)(filled + 1) * bt.n);
+	ck_assert_uint_eq(atomic_load(&f.ctl->listener.ring_full), 0);
+	batch_free(&bt);
+	curl_easy_cleanup(h);
+	lfix_free(&f);
+}
+END_TEST
+
+/* KTE_OVERFLOW=drop: the bounded wait (INTAKE_RING_WAIT_MS), then 503, counted. */
+START_TEST(test_ring_full_drop_policy_503)
+{
+	struct listener_fixture f;
+	CURL *h = curl_easy_init();
+	struct batch bt;
+	uint64_t t0;
+
+	lfix_init(&f);
+	f.cfg.overflow = OVERFLOW_DROP;
+	ck_assert_int_eq(lfix_start(&f, 16384), 0);
+	batch_build(&bt, 1, 1, 20);
+	(void)ring_fill(&f.ring, &bt);
+	t0 = now_mono_ms();
+	ck_assert_int_eq(lfix_request(h, &f, "POST", "/", bt.body, bt.len, 0), 503);
+	ck_assert_uint_ge(now_mono_ms() - t0, INTAKE_RING_WAIT_MS);
+	ck_assert_uint_eq(atomic_load(&f.ctl->listener.ring_full), 1);
 	batch_free(&bt);
 	curl_easy_cleanup(h);
 	lfix_free(&f);
@@ -782,6 +863,223 @@ START_TEST(test_exits_with_parent)
 }
 END_TEST
 
+/*
+ * Clients that hold connections without progress. Each kind is opened
+ * LISTENER_THREADS + 4 times, more than the listener has workers: a normal POST must
+ * still be answered, and the listener must end every one of those connections (its
+ * deadlines, its keep-alive limit, or the shedding of waiting connections when
+ * workers run short). Both are asserted on completion, with generous bounds.
+ */
+enum slow_kind { SLOW_DRIP, SLOW_IDLE, SLOW_HALF, SLOW_SILENT };
+#define SLOW_CONNS (LISTENER_THREADS + 4)
+
+struct dripper {
+	int *fds;
+	int n;
+	atomic_int stop;
+};
+
+/* Sends one body byte to each dripping connection every 200 ms (the gap stays below civetweb's read timeout). */
+static void *
+drip_run(void *p)
+{
+	struct dripper *d = p;
+
+	while (!atomic_load(&d->stop)) {
+		for (int i = 0; i < d->n; i++)
+			(void)send(d->fds[i], " ", 1, MSG_NOSIGNAL);
+		poll(NULL, 0, 200);
+	}
+	return NULL;
+}
+
+static int
+slow_connect(const struct listener_fixture *f)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(f->cfg.listener_port),
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+/*
+ * Waits (at most timeout_ms, a failure bound) until the server ends the connection:
+ * end of file or a reset. What arrives meanwhile is read and, if status is not NULL,
+ * the first response's status kept. Returns true when the server closed it.
+ */
+static bool
+closed_by_server(int fd, int timeout_ms, int *status)
+{
+	uint64_t until = now_mono_ms() + (uint64_t)timeout_ms;
+	char buf[4096];
+	bool first = true;
+
+	while (now_mono_ms() < until) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		n = recv(fd, buf, sizeof(buf) - 1, 0);
+		if (n <= 0)
+			return true;
+		if (first && status != NULL) {
+			buf[n] = '\0';
+			if (sscanf(buf, "HTTP/1.1 %d", status) != 1)
+				*status = -1;
+		}
+		first = false;
+	}
+	return false;
+}
+
+static void
+slow_clients_then_normal_post(enum slow_kind kind)
+{
+	static const char drip[] = "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+	    "Content-Length: 100000\r\n\r\n[";
+	static const char idle[] = "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+	    "Content-Length: 2\r\n\r\n[]";
+	static const char half[] = "POST / HTTP/1.1\r\nHost: x\r\nContent-Le";
+	struct listener_fixture f;
+	struct dripper d = { 0 };
+	int fds[SLOW_CONNS], statuses[SLOW_CONNS];
+	CURL *h = curl_easy_init();
+	struct batch bt;
+	pthread_t t;
+
+	lfix_init(&f);
+	ck_assert_int_eq(lfix_start(&f, RING_BYTES), 0);
+	for (int i = 0; i < SLOW_CONNS; i++) {
+		const char *req = kind == SLOW_DRIP ? drip : kind == SLOW_IDLE ? idle :
+		    kind == SLOW_HALF ? half : NULL;
+
+		fds[i] = slow_connect(&f);
+		statuses[i] = 0;
+		if (req != NULL)
+			ck_assert_int_eq(send(fds[i], req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+	}
+	if (kind == SLOW_DRIP) {
+		d.fds = fds;
+		d.n = SLOW_CONNS;
+		ck_assert_int_eq(pthread_create(&t, NULL, drip_run, &d), 0);
+	}
+	/* More held connections than workers, and still a normal POST is answered. */
+	batch_build(&bt, 3, 3, 5);
+	ck_assert_int_eq(lfix_request(h, &f, "POST", "/", bt.body, bt.len, 0), 200);
+	ring_expect_batch(&f.ring, &bt);
+	/* The listener ends every held connection; the dripping ones with a 408. */
+	for (int i = 0; i < SLOW_CONNS; i++)
+		ck_assert_msg(closed_by_server(fds[i], 30000, &statuses[i]),
+		    "held connection %d of kind %d still open", i, (int)kind);
+	if (kind == SLOW_DRIP) {
+		atomic_store(&d.stop, 1);
+		pthread_join(t, NULL);
+		for (int i = 0; i < SLOW_CONNS; i++)
+			ck_assert_int_eq(statuses[i], 408);
+	}
+	if (kind == SLOW_IDLE)
+		/* Each was answered before it was closed (some only once workers were freed). */
+		for (int i = 0; i < SLOW_CONNS; i++)
+			ck_assert_int_eq(statuses[i], 200);
+	for (int i = 0; i < SLOW_CONNS; i++)
+		close(fds[i]);
+	/* Still serving, on a fresh connection and on the kept-alive one. */
+	ck_assert_int_eq(lfix_request(h, &f, "POST", "/", bt.body, bt.len, 0), 200);
+	ring_expect_batch(&f.ring, &bt);
+	ring_expect_empty(&f.ring);
+	batch_free(&bt);
+	curl_easy_cleanup(h);
+	ck_assert_int_eq(lfix_stop(&f, SIGTERM), 0);
+	lfix_free(&f);
+}
+
+START_TEST(test_dripping_bodies)
+{
+	slow_clients_then_normal_post(SLOW_DRIP);
+}
+END_TEST
+
+START_TEST(test_idle_keepalive_connections)
+{
+	slow_clients_then_normal_post(SLOW_IDLE);
+}
+END_TEST
+
+START_TEST(test_half_requests)
+{
+	slow_clients_then_normal_post(SLOW_HALF);
+}
+END_TEST
+
+START_TEST(test_silent_connections)
+{
+	slow_clients_then_normal_post(SLOW_SILENT);
+}
+END_TEST
+
+/* Sends len bytes of body as fast as the socket takes them; returns how many went out before an error. */
+static size_t
+big_send(int fd, size_t len)
+{
+	static char chunk[65536];
+	size_t sent = 0;
+
+	memset(chunk, 'a', sizeof(chunk));
+	while (sent < len) {
+		ssize_t n = send(fd, chunk, len - sent < sizeof(chunk) ? len - sent : sizeof(chunk), MSG_NOSIGNAL);
+
+		if (n <= 0)
+			break;
+		sent += (size_t)n;
+	}
+	return sent;
+}
+
+/*
+ * A 20 MB body refused with 413 while the client is still sending it: the client must
+ * be able to finish sending and then read the 413, every time. Closing with unread data
+ * would make the kernel reset the connection; the listener drains the body first. With
+ * a length, and chunked.
+ */
+START_TEST(test_413_reaches_a_client_still_sending)
+{
+	struct listener_fixture f;
+
+	lfix_init(&f);
+	ck_assert_int_eq(lfix_start(&f, RING_BYTES), 0);
+	for (int i = 0; i < 10; i++) {
+		char req[256];
+		size_t len = 20u * 1000 * 1000;
+		int fd = slow_connect(&f), status = 0;
+
+		if (i % 2 == 0)
+			snprintf(req, sizeof(req), "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", len);
+		else
+			/* One chunk announced as 20 MB: the listener stops reading past its limit. */
+			snprintf(req, sizeof(req), "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+			    "%zx\r\n", len);
+		ck_assert_int_eq(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+		/*
+		 * Like curl: the whole body goes out first, the reply is read after. A server
+		 * that closes with unread data resets the connection; curl's send then fails
+		 * and it gives up without reading the 413 already there.
+		 */
+		ck_assert_msg(big_send(fd, len) == len, "attempt %d: connection reset while sending", i);
+		if (i % 2 == 1)
+			(void)send(fd, "\r\n0\r\n\r\n", 7, MSG_NOSIGNAL);
+		ck_assert(closed_by_server(fd, 30000, &status));
+		ck_assert_msg(status == 413, "attempt %d: status %d, want 413", i, status);
+		close(fd);
+	}
+	ck_assert_uint_eq(atomic_load(&f.ctl->listener.too_large), 10);
+	lfix_free(&f);
+}
+END_TEST
+
 static Suite *
 listener_suite(void)
 {
@@ -794,6 +1092,8 @@ listener_suite(void)
 	tcase_add_test(tc, test_bad_inputs_each_status);
 	tcase_add_test(tc, test_ring_full_503_nothing_partial);
 	tcase_add_test(tc, test_ring_full_wait_then_accept);
+	tcase_add_test(tc, test_ring_full_held_until_space);
+	tcase_add_test(tc, test_ring_full_drop_policy_503);
 	tcase_add_test(tc, test_batch_larger_than_ring);
 	tcase_add_test(tc, test_runtime_done_and_counts);
 	tcase_add_test(tc, test_filters);
@@ -801,6 +1101,14 @@ listener_suite(void)
 	tcase_add_test(tc, test_sigterm_with_idle_keepalive);
 	tcase_add_test(tc, test_sigterm_while_waiting_for_ring_space);
 	tcase_add_test(tc, test_exits_with_parent);
+	tcase_add_test(tc, test_413_reaches_a_client_still_sending);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("slow_clients");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_dripping_bodies);
+	tcase_add_test(tc, test_idle_keepalive_connections);
+	tcase_add_test(tc, test_half_requests);
+	tcase_add_test(tc, test_silent_connections);
 	suite_add_tcase(s, tc);
 	return s;
 }

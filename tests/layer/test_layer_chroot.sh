@@ -5,12 +5,19 @@
 # over loopback) against a local Kinesis (kinesis-mock). It must register, subscribe, and ship every
 # function log line and the platform events to Kinesis, then exit cleanly at SHUTDOWN.
 #
+# Kinesis is reached over HTTPS, as in Lambda: a TLS front (node, a throw-away certificate for 127.0.0.1)
+# before kinesis-mock's plain port, its certificate given to the extension as KTE_CA_BUNDLE (copied into
+# the root's /tmp, standing in for the runtime's CA bundle), so the layer's own OpenSSL and libcurl do the
+# handshake and the verification.
+#
 # /opt/lib in the root holds broken copies of libc, libcurl and OpenSSL, and LD_LIBRARY_PATH=/opt/lib as
 # Lambda sets it: the layer's DT_RPATH must win over them (another layer may well ship such libraries).
 #
 # Architectures: the build machine's always; arm64 on an x86_64 machine too when qemu-user-static and
 # the cross toolchain are installed (`make layer ARCH=arm64` installs the latter), or when
-# KTE_LAYER_ARCHS names it explicitly (e.g. KTE_LAYER_ARCHS="x86_64 arm64").
+# KTE_LAYER_ARCHS names it explicitly (e.g. KTE_LAYER_ARCHS="x86_64 arm64": CI does, after installing both
+# with `.ci/deps.sh arm64`). qemu-aarch64-static is copied into the root and invoked directly (no binfmt_misc
+# needed); it runs the executable's own loader from the layer.
 # Needs root (chroot); CI runs as root. Skips, saying why, when not root.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,9 +39,10 @@ finish() {
 }
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/kte-chroot.XXXXXX")
-MOCK_PID="" MOCK_LOGS=() MOUNTS=()
+MOCK_PID="" MOCK_LOGS=() MOUNTS=() TLS_PID=""
 cleanup() {
 	local m
+	[ -n "$TLS_PID" ] && kill "$TLS_PID" 2>/dev/null
 	[ -n "$MOCK_PID" ] && bash tests/tools/kinesis_mock.sh stop "$MOCK_PID" >/dev/null 2>&1
 	rm -f "${MOCK_LOGS[@]}"
 	for m in "${MOUNTS[@]}"; do umount "$m" 2>/dev/null; done
@@ -93,6 +101,38 @@ fi
 
 free_port() {
 	node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close();});'
+}
+
+# tls_front UPSTREAM_PORT: an HTTPS server on a free loopback port forwarding to http://127.0.0.1:PORT;
+# sets TLS_PID and TLS_PORT ($T/tls/cert.pem is its certificate).
+tls_front() {
+	local i
+	mkdir -p "$T/tls"
+	if [ ! -f "$T/tls/cert.pem" ]; then
+		openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/tls/key.pem" -out "$T/tls/cert.pem" -days 1 \
+			-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1 || return 1
+	fi
+	rm -f "$T/tls/port" "$T/tls/requests"
+	node -e '
+		const fs = require("fs"), http = require("http"), https = require("https");
+		const [d, up] = process.argv.slice(1);
+		const s = https.createServer({ key: fs.readFileSync(d + "/key.pem"), cert: fs.readFileSync(d + "/cert.pem") },
+			(q, r) => {
+				fs.appendFileSync(d + "/requests", q.method + " " + q.url + "\n");
+				const u = http.request({ host: "127.0.0.1", port: +up, method: q.method, path: q.url, headers: q.headers },
+					ur => { r.writeHead(ur.statusCode, ur.headers); ur.pipe(r); });
+				u.on("error", () => { r.writeHead(502); r.end(); });
+				q.pipe(u);
+			});
+		s.listen(0, "127.0.0.1", () => fs.writeFileSync(d + "/port", String(s.address().port)));' "$T/tls" "$1" \
+		>"$T/tls/log" 2>&1 &
+	TLS_PID=$!
+	for ((i = 0; i < 500; i++)); do
+		[ -s "$T/tls/port" ] && { TLS_PORT=$(cat "$T/tls/port"); return 0; }
+		kill -0 "$TLS_PID" 2>/dev/null || return 1
+		sleep 0.02
+	done
+	return 1
 }
 
 # make_root DIR ARCH: the empty root with the layer unpacked at /opt.
@@ -188,13 +228,19 @@ run_arch() {
 	eval "$(bash tests/tools/kinesis_mock.sh start "$stream:2")" || { bad "kinesis-mock did not start"; return; }
 	MOCK_PID=$KINESIS_MOCK_PID
 	MOCK_LOGS+=("$KINESIS_MOCK_LOG")
+	if ! tls_front "$KINESIS_MOCK_PORT"; then
+		bad "the TLS front for kinesis-mock did not start: $(tail -n 3 "$T/tls/log" 2>/dev/null)"
+		return
+	fi
+	cp "$T/tls/cert.pem" "$r/tmp/kinesis-ca.pem"
 	lport=$(free_port)
 	"$KTE_SIM" --layer "$sim" --invocations "$INVOCATIONS" --log-lines "$LOG_LINES" --log-format json \
 		--handler-ms 5 --summary "$T/summary-$arch.json" --ids "$T/ids-$arch.txt" --id-prefix "$arch-" \
 		--dropped-ids "$T/lambda-dropped-$arch.txt" \
 		--init-timeout-ms 10000 \
 		--env AWS_REGION="$KINESIS_MOCK_REGION" --env KTE_STREAM_NAME="$stream" \
-		--env KTE_KINESIS_ENDPOINT="$KINESIS_MOCK_ENDPOINT" --env KTE_LISTENER_PORT="$lport" \
+		--env KTE_KINESIS_ENDPOINT="https://127.0.0.1:$TLS_PORT" --env KTE_CA_BUNDLE=/tmp/kinesis-ca.pem \
+		--env KTE_LISTENER_PORT="$lport" \
 		--env KTE_TELEMETRY_TYPES=platform,function --env KTE_LOG_LEVEL=info \
 		>"$T/sim-$arch.log" 2>&1
 	local rc=$?
@@ -248,6 +294,11 @@ run_arch() {
 	else
 		bad "$missing of $want function log lines missing in Kinesis (e.g. $(comm -23 "$T/emitted-$arch.txt" "$T/arrived-$arch.txt" | head -3 | tr '\n' ' '))"
 	fi
+	if [ -s "$T/tls/requests" ]; then
+		ok "$(wc -l <"$T/tls/requests") requests to Kinesis came over HTTPS"
+	else
+		bad "no request reached Kinesis over HTTPS"
+	fi
 	types_in_stream "$T/records-$arch.jsonl" >"$T/types-$arch.txt"
 	if grep -q "^platform.start $INVOCATIONS\$" "$T/types-$arch.txt" && grep -q '^platform.runtimeDone ' "$T/types-$arch.txt"; then
 		ok "platform events arrived: $(tr '\n' ',' <"$T/types-$arch.txt" | sed 's/,$//')"
@@ -256,6 +307,8 @@ run_arch() {
 	fi
 	bash tests/tools/kinesis_mock.sh stop "$MOCK_PID" >/dev/null 2>&1
 	MOCK_PID=""
+	kill "$TLS_PID" 2>/dev/null
+	TLS_PID=""
 }
 
 for a in $ARCHS; do

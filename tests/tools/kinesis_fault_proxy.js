@@ -40,6 +40,9 @@
  *                         Failed records are NOT forwarded: only the others are sent
  *                         upstream and the reply is spliced back in request order.
  *   latencyMs             delay before handling each request (also before injected errors)
+ *   rejectMarker          a string: a PutRecords whose records' data (base64-decoded) contain
+ *                         it is answered 400 InvalidArgumentException, not forwarded (a
+ *                         record Kinesis refuses: the requests without it go through)
  *   down                  true: the data port is down; downMode "refuse" (default: the
  *                         listening socket is closed, so connections are refused, and open
  *                         connections are reset) or "reset" (accepted, then reset at once)
@@ -86,6 +89,7 @@ const ERRORS = {
   exceeded: [400, 'ProvisionedThroughputExceededException', 'Rate exceeded for stream.'],
   expired: [400, 'ExpiredTokenException', 'The security token included in the request is expired'],
   validation: [400, 'ValidationException', '1 validation error detected (injected)'],
+  invalid: [400, 'InvalidArgumentException', 'A record of the request is not valid (injected marker).'],
   notfound: [400, 'ResourceNotFoundException', 'Stream not found (injected).'],
   accessdenied: [400, 'AccessDeniedException', 'User is not authorized to perform: kinesis:PutRecords (injected)'],
   unrecognized: [400, 'UnrecognizedClientException', 'The security token included in the request is invalid.'],
@@ -98,14 +102,14 @@ function defaults() {
   return {
     error500Rate: 0, error503Rate: 0, throttleRate: 0, exceededRate: 0, resetRate: 0, dropReplyRate: 0,
     throttleRecordRate: 0, internalRecordRate: 0, latencyMs: 0, down: false, downMode: 'refuse', downMs: 0,
-    targets: ['PutRecords', 'PutRecord'], script: [],
+    targets: ['PutRecords', 'PutRecord'], script: [], rejectMarker: '',
   };
 }
 
 function zeroStats(seed) {
   return {
     requests: 0, byTarget: {},
-    injected: { error500: 0, error503: 0, throttle: 0, exceeded: 0, expired: 0, validation: 0, notfound: 0,
+    injected: { error500: 0, error503: 0, throttle: 0, exceeded: 0, expired: 0, validation: 0, invalid: 0, notfound: 0,
       accessdenied: 0, reset: 0, dropReply: 0, partialRequests: 0, downResets: 0 },
     records: { received: 0, forwarded: 0, acceptedUpstream: 0, failedUpstream: 0, injectedFailed: 0,
       rejectedWhole: 0, ackDropped: 0 },
@@ -178,6 +182,7 @@ function validateConfig(c) {
   }
   if (c.downMode !== undefined && !['refuse', 'reset'].includes(c.downMode)) throw new Error('downMode: refuse|reset');
   if (c.script !== undefined && !Array.isArray(c.script)) throw new Error('script: array');
+  if (c.rejectMarker !== undefined && typeof c.rejectMarker !== 'string') throw new Error('rejectMarker: string');
 }
 
 /* Merges c into the configuration; resolves once the data port is in the state asked for. */
@@ -414,6 +419,10 @@ async function handleData(req, res, body) {
 
   let action = chooseAction();
   let failIdx = null;
+  if (cfg.rejectMarker && target === 'PutRecords' && json && Array.isArray(json.Records) &&
+      json.Records.some((r) => Buffer.from(String(r.Data || ''), 'base64').includes(cfg.rejectMarker))) {
+    action = 'invalid';
+  }
   if (action.startsWith('partial:')) {
     const spec = action.slice(8);
     failIdx = new Set(spec === 'all' ? [...Array(nrec).keys()] : spec.split(',').filter((x) => x !== '').map(Number));

@@ -387,6 +387,20 @@ START_TEST(test_enums)
 		ck_assert_str_eq(config_format_name(cfg.record_format), formats[i]);
 	}
 	load_bad("KTE_RECORD_FORMAT", "json");
+	load_ok(&cfg, "KTE_COMPRESSION", "none");
+	ck_assert_int_eq(cfg.compression, COMPRESSION_NONE);
+	load_ok(&cfg, "KTE_COMPRESSION", "gzip");
+	ck_assert_int_eq(cfg.compression, COMPRESSION_GZIP);
+	load_bad("KTE_COMPRESSION", "zstd");
+	{
+		struct env e;
+
+		env_minimal(&e);
+		env_set(&e, "KTE_COMPRESSION", "gzip");
+		env_set(&e, "KTE_RECORD_FORMAT", "kpl");
+		ck_assert_int_eq(load(&e, &cfg), -EINVAL);
+		ck_assert_msg(strstr(err, "KTE_COMPRESSION") != NULL, "%s", err);
+	}
 	load_bad("KTE_LOG_LEVEL", "verbose");
 	load_bad("KTE_LOG_LEVEL", "trace");
 	for (int i = 0; i < 6; i++) {

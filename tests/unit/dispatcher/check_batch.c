@@ -2,7 +2,9 @@
  * PutRecords batch building: the limits exactly at and one byte over (500 records,
  * request bytes with keys, record bytes with key), each record format decoded back
  * from the JSON body (KPL de-aggregated by the real aws-kinesis-agg through
- * tests/tools/kpl_deagg.js), and the body rewrite after a partial failure.
+ * tests/tools/kpl_deagg.js), and the body rewrite after a partial failure. With
+ * KTE_COMPRESSION=gzip: every record gunzips back to its events, and the limits hold
+ * for the compressed size.
  */
 #include <check.h>
 #include <errno.h>
@@ -12,6 +14,7 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
+#include <zlib.h>
 
 #include "dispatcher/base64.h"
 #include "base64_decode.h"
@@ -678,6 +681,176 @@ START_TEST(test_random_keys_spread)
 }
 END_TEST
 
+/* ---- gzip ---- */
+
+/* Inflates a gzip member (fails the test unless it is one, complete). Returns malloc'd bytes. */
+static uint8_t *
+gunzip(const uint8_t *in, size_t len, size_t *outlen)
+{
+	z_stream zs;
+	size_t cap = 64 * 1024;
+	uint8_t *out = malloc(cap);
+	int rc;
+
+	memset(&zs, 0, sizeof(zs));
+	ck_assert_int_eq(inflateInit2(&zs, 15 + 16), Z_OK);
+	ck_assert_uint_ge(len, 18);
+	ck_assert(in[0] == 0x1f && in[1] == 0x8b);
+	zs.next_in = (Bytef *)(uintptr_t)in;
+	zs.avail_in = (uInt)len;
+	do {
+		if (zs.total_out == cap) {
+			cap *= 2;
+			out = realloc(out, cap);
+		}
+		zs.next_out = out + zs.total_out;
+		zs.avail_out = (uInt)(cap - zs.total_out);
+		rc = inflate(&zs, Z_NO_FLUSH);
+		ck_assert_msg(rc == Z_OK || rc == Z_STREAM_END, "inflate: %d", rc);
+	} while (rc != Z_STREAM_END);
+	ck_assert_uint_eq(zs.avail_in, 0);      /* one member, nothing after it */
+	*outlen = zs.total_out;
+	inflateEnd(&zs);
+	return out;
+}
+
+/* A function log line of about len bytes: Lambda text or structured JSON, varied words. */
+static size_t
+log_line(char *buf, size_t cap, unsigned i, bool json)
+{
+	static const char *const words[] = { "user", "order", "cache", "miss", "hit", "db", "query",
+	    "took", "ms", "retry", "payment", "accepted", "item", "sku", "warehouse", "region" };
+	uint32_t x = i * 2654435761u;
+	int n;
+
+	if (json)
+		n = snprintf(buf, cap, "{\"time\":\"2026-11-28T05:38:13.%03uZ\",\"type\":\"function\",\"record\":"
+		    "{\"level\":\"INFO\",\"requestId\":\"4e4c6f2a-%04x-4000-8000-%012u\",\"message\":\"",
+		    i % 1000, x & 0xffff, i / 50);
+	else
+		n = snprintf(buf, cap, "2026-11-28T05:38:13.%03uZ\t4e4c6f2a-%04x-4000-8000-%012u\tINFO\t",
+		    i % 1000, x & 0xffff, i / 50);
+	for (unsigned w = 0; w < 12; w++) {
+		x = x * 1103515245u + 12345u;
+		n += snprintf(buf + n, cap - (size_t)n, "%s%s=%u", w ? " " : "", words[(x >> 16) % 16], (x >> 8) % 1000);
+	}
+	if (json)
+		n += snprintf(buf + n, cap - (size_t)n, "\"}}");
+	return (size_t)n;
+}
+
+START_TEST(test_gzip_event_round_trip)
+{
+	struct fixture *fx;
+	static struct body_out o;
+	char ev[20][512];
+	size_t len[20];
+
+	fx = calloc(1, sizeof(*fx));
+	fx->cfg = make_cfg(FORMAT_EVENT, MiB, 5 * MiB, NULL);
+	fx->cfg.compression = COMPRESSION_GZIP;
+	pkey_init(&fx->pk, &fx->cfg, "fn");
+	ck_assert_int_eq(batch_init(&fx->b, &fx->cfg, &fx->pk), 0);
+	for (unsigned i = 0; i < 20; i++) {
+		len[i] = log_line(ev[i], sizeof(ev[i]), i, true);
+		ck_assert_int_eq(batch_add(&fx->b, (const uint8_t *)ev[i], len[i], false), BATCH_ADDED);
+	}
+	ck_assert_int_eq(batch_finish(&fx->b), 0);
+	parse_body(&fx->b, &o);
+	ck_assert_uint_eq(o.n, 20);
+	for (unsigned i = 0; i < 20; i++) {
+		size_t n;
+		uint8_t *d = gunzip(o.rec[i].data, o.rec[i].len, &n);
+
+		ck_assert_uint_eq(n, len[i]);
+		ck_assert(memcmp(d, ev[i], n) == 0);
+		ck_assert_uint_eq(fx->b.krec[i].data_len, o.rec[i].len);       /* limits count this size */
+		ck_assert_uint_eq(fx->b.krec[i].event_bytes, len[i]);
+		free(d);
+	}
+	free_body(&o);
+	fixture_free(fx);
+}
+END_TEST
+
+/* Adds log lines until the batch is full; checks every record gunzips to its lines, in order. */
+static void
+gzip_ndjson_fill(uint32_t max_record, uint32_t max_request, bool json, unsigned *nrec_out)
+{
+	struct fixture *fx = calloc(1, sizeof(*fx));
+	static struct body_out o;
+	static char lines[60000][300];
+	static size_t lens[60000];
+	unsigned n = 0, at = 0;
+	uint64_t kin = 0;
+	int rc;
+
+	fx->cfg = make_cfg(FORMAT_NDJSON, max_record, max_request, "k");
+	fx->cfg.compression = COMPRESSION_GZIP;
+	pkey_init(&fx->pk, &fx->cfg, "fn");
+	ck_assert_int_eq(batch_init(&fx->b, &fx->cfg, &fx->pk), 0);
+	for (;;) {
+		ck_assert_uint_lt(n, 60000);
+		lens[n] = log_line(lines[n], sizeof(lines[n]), n, json);
+		rc = batch_add(&fx->b, (const uint8_t *)lines[n], lens[n], false);
+		if (rc == BATCH_FULL)
+			break;
+		ck_assert_int_eq(rc, BATCH_ADDED);
+		n++;
+	}
+	ck_assert_int_eq(batch_finish(&fx->b), 0);
+	parse_body(&fx->b, &o);
+	ck_assert_uint_eq(o.n, fx->b.nkrec);
+	for (size_t r = 0; r < o.n; r++) {
+		size_t dl, off = 0;
+		uint8_t *d = gunzip(o.rec[r].data, o.rec[r].len, &dl);
+
+		ck_assert_uint_le(o.rec[r].len + 1, max_record);                  /* with its key */
+		ck_assert_uint_eq(fx->b.krec[r].data_len, o.rec[r].len);
+		kin += o.rec[r].len + 1;
+		/* Filled: every record but the last within 8 KiB of the limit. */
+		if (r + 1 < o.n)
+			ck_assert_msg(o.rec[r].len + 1 + 8192 >= max_record, "record %zu: %zu of %u bytes",
+			    r, o.rec[r].len, max_record);
+		for (unsigned e = 0; e < fx->b.krec[r].events; e++, at++) {
+			ck_assert(memcmp(d + off, lines[at], lens[at]) == 0);
+			off += lens[at];
+			if (e + 1 < fx->b.krec[r].events)
+				ck_assert_int_eq(d[off++], '\n');
+		}
+		ck_assert_uint_eq(off, dl);
+		free(d);
+	}
+	ck_assert_uint_eq(at, n);
+	ck_assert_uint_le(kin, max_request);
+	ck_assert_uint_eq(kin, fx->b.kin_total);
+	*nrec_out = (unsigned)o.n;
+	free_body(&o);
+	fixture_free(fx);
+}
+
+START_TEST(test_gzip_ndjson_round_trip_and_record_limit)
+{
+	unsigned nrec;
+
+	/* 64 KiB records, 1 MiB requests: the record limit binds; JSON and text lines. */
+	gzip_ndjson_fill(64 * 1024, MiB, true, &nrec);
+	ck_assert_uint_ge(nrec, 15);
+	gzip_ndjson_fill(64 * 1024, MiB, false, &nrec);
+	ck_assert_uint_ge(nrec, 15);
+}
+END_TEST
+
+START_TEST(test_gzip_ndjson_request_limit)
+{
+	unsigned nrec;
+
+	/* 1 MiB records, 256 KiB requests: the request limit binds on the compressed bytes. */
+	gzip_ndjson_fill(MiB, 256 * 1024, true, &nrec);
+	ck_assert_uint_eq(nrec, 1);
+}
+END_TEST
+
 static Suite *
 batch_suite(void)
 {
@@ -702,6 +875,12 @@ batch_suite(void)
 	tcase_add_test(tc, test_kpl_groups_by_key);
 	tcase_add_test(tc, test_stream_name_and_arn);
 	tcase_add_test(tc, test_random_keys_spread);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("gzip");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_gzip_event_round_trip);
+	tcase_add_test(tc, test_gzip_ndjson_round_trip_and_record_limit);
+	tcase_add_test(tc, test_gzip_ndjson_request_limit);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("settle");
 	tcase_add_test(tc, test_apply_resends_failed_in_order);
