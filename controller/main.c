@@ -85,6 +85,8 @@ struct controller {
 	struct pressure_log pressure;   /* rate limit of the hold lines */
 	uint64_t written_at_invoke;     /* ring written_bytes when the last INVOKE was read ... */
 	uint64_t last_cycle_bytes;      /* ... and what the ring took from the INVOKE before to it */
+	uint64_t hold_t0;               /* push back in progress: monotonic ms it began ... */
+	uint64_t hold_released0;        /* ... and the ring's released_bytes then (the drain pace) */
 	uint64_t t_event_us;            /* when the last event was read, 0 before the first */
 };
 
@@ -583,7 +585,8 @@ cond_ring_low(struct controller *c)
 	struct ring_stats st;
 
 	ring_stats(&c->ring, &st);
-	return pressure_low(st.head - st.tail, st.capacity) || !child_usable(c->dispatcher) ||
+	return st.head - st.tail <= pressure_low_mark(st.capacity, st.released_bytes - c->hold_released0,
+	    now_mono_ms() - c->hold_t0) || !child_usable(c->dispatcher) ||
 	    atomic_load(&c->ctl->kinesis_healthy) == 0;
 }
 
@@ -648,6 +651,8 @@ controller_push_back(struct controller *c, const struct ext_event *ev)
 	hold_sending = atomic_load(&c->ctl->hold_sending);
 	atomic_store(&c->ctl->hold_sending, 0);
 	controller_request_flush(c);
+	c->hold_t0 = t0;
+	c->hold_released0 = st.released_bytes;
 	/* The dispatcher signals nobody when it releases space: look every 5 ms. */
 	drained = controller_wait_tick(c, cond_ring_low, until, 5);
 account:
@@ -664,10 +669,10 @@ account:
 	cur = st.head - st.tail;
 	if (pressure_log_due(&c->pressure, now_mono_ms(), held, &holds, &ms))
 		log_info("pressure: held next %" PRIu64 " ms after invocation %s, ring %u%% -> %u%% "
-		    "(hold above %u%%, release at %u%% and %u KiB)%s; %" PRIu64 " hold(s), %" PRIu64 " ms in "
-		    "this line, %" PRIu64 " ms in all", held, ev->request_id, pressure_pct(used0, st.capacity),
-		    pressure_pct(cur, st.capacity), PRESSURE_HIGH_PCT, PRESSURE_LOW_PCT,
-		    PRESSURE_LOW_MAX_BYTES >> 10,
+		    "(hold above %u%%, release at %u%%, %u KiB and what Kinesis takes in %u ms)%s; %" PRIu64
+		    " hold(s), %" PRIu64 " ms in this line, %" PRIu64 " ms in all", held, ev->request_id,
+		    pressure_pct(used0, st.capacity), pressure_pct(cur, st.capacity), PRESSURE_HIGH_PCT,
+		    PRESSURE_LOW_PCT, PRESSURE_LOW_MAX_BYTES >> 10, PRESSURE_DRAIN_TARGET_MS,
 		    drained ? "" : " until the deadline", holds, ms, atomic_load(&pc->hold_ms));
 }
 

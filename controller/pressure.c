@@ -12,6 +12,23 @@ pressure_low(uint64_t used, uint64_t capacity)
 	return capacity == 0 || (used * 100 <= capacity * PRESSURE_LOW_PCT && used <= PRESSURE_LOW_MAX_BYTES);
 }
 
+uint64_t
+pressure_low_mark(uint64_t capacity, uint64_t drained, uint64_t elapsed_ms)
+{
+	uint64_t mark = capacity * PRESSURE_LOW_PCT / 100, paced;
+
+	if (mark > PRESSURE_LOW_MAX_BYTES)
+		mark = PRESSURE_LOW_MAX_BYTES;
+	if (elapsed_ms >= PRESSURE_RATE_MIN_MS) {
+		paced = drained / elapsed_ms * PRESSURE_DRAIN_TARGET_MS;
+		if (paced < PRESSURE_LOW_MIN_BYTES)
+			paced = PRESSURE_LOW_MIN_BYTES;
+		if (paced < mark)
+			mark = paced;
+	}
+	return mark;
+}
+
 bool
 pressure_watch(uint64_t used, uint64_t expected, uint64_t capacity)
 {

@@ -18,6 +18,16 @@
  * second to send what the ring holds; a shard takes 1 MB/s.
  */
 #define PRESSURE_LOW_MAX_BYTES   (1u << 20)
+/*
+ * ... and at most what Kinesis, at the pace measured during the hold, takes in this
+ * long: a throttled or slow stream drains far less than a shard's 1 MB/s, and the
+ * final flush at SHUTDOWN must still empty the ring in time. The pace is measured
+ * only after PRESSURE_RATE_MIN_MS of holding; below PRESSURE_LOW_MIN_BYTES the mark
+ * never goes.
+ */
+#define PRESSURE_DRAIN_TARGET_MS 500
+#define PRESSURE_RATE_MIN_MS     200
+#define PRESSURE_LOW_MIN_BYTES   (64u << 10)
 #define PRESSURE_LOG_INTERVAL_MS 10000  /* at most one hold line per interval */
 /*
  * A hold ends this long (or KTE_SHUTDOWN_MARGIN_MS, if larger) before the invocation's
@@ -36,6 +46,13 @@ struct pressure_log {
 bool pressure_high(uint64_t used, uint64_t capacity);
 /* Ring fill at or below the low-water mark (PRESSURE_LOW_PCT, at most PRESSURE_LOW_MAX_BYTES). */
 bool pressure_low(uint64_t used, uint64_t capacity);
+/*
+ * The low-water mark in bytes, given what the dispatcher released (drained bytes) in
+ * the elapsed_ms of the hold so far: pressure_low's mark, lowered to what that pace
+ * sends in PRESSURE_DRAIN_TARGET_MS (not below PRESSURE_LOW_MIN_BYTES) once
+ * elapsed_ms >= PRESSURE_RATE_MIN_MS.
+ */
+uint64_t pressure_low_mark(uint64_t capacity, uint64_t drained, uint64_t elapsed_ms);
 /*
  * Whether the ring may cross the high-water mark during this invocation: used now plus
  * what the last invocation brought (expected). Then the controller waits for this

@@ -34,6 +34,25 @@ START_TEST(test_marks)
 }
 END_TEST
 
+START_TEST(test_low_mark_follows_the_drain_pace)
+{
+	const uint64_t cap = 8u << 20;
+
+	/* No pace known yet (too early): the fixed mark, 25% and at most 1 MiB. */
+	ck_assert_uint_eq(pressure_low_mark(cap, 0, 0), PRESSURE_LOW_MAX_BYTES);
+	ck_assert_uint_eq(pressure_low_mark(cap, 1u << 30, PRESSURE_RATE_MIN_MS - 1), PRESSURE_LOW_MAX_BYTES);
+	ck_assert_uint_eq(pressure_low_mark(4096, 0, 0), 1024);
+	/* 200 KB/s drained: what that pace sends in PRESSURE_DRAIN_TARGET_MS. */
+	ck_assert_uint_eq(pressure_low_mark(cap, 200000, 1000), 200 * PRESSURE_DRAIN_TARGET_MS);
+	/* A fast stream: the fixed mark still bounds it. */
+	ck_assert_uint_eq(pressure_low_mark(cap, 100u << 20, 1000), PRESSURE_LOW_MAX_BYTES);
+	/* Nothing drained: the floor, so that a hold can still end before the deadline. */
+	ck_assert_uint_eq(pressure_low_mark(cap, 0, 5000), PRESSURE_LOW_MIN_BYTES);
+	/* ... but never above the fixed mark of a small ring. */
+	ck_assert_uint_eq(pressure_low_mark(65536, 0, 5000), 16384);
+}
+END_TEST
+
 START_TEST(test_log_rate_limit)
 {
 	struct pressure_log p = { 0 };
@@ -66,6 +85,7 @@ main(void)
 	int failed;
 
 	tcase_add_test(tc, test_marks);
+	tcase_add_test(tc, test_low_mark_follows_the_drain_pace);
 	tcase_add_test(tc, test_log_rate_limit);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
