@@ -48,8 +48,9 @@ metrics_sample(const struct control *ctl, struct metrics_sample *s)
 	s->dropped_too_large = atomic_load(&l->oversized_dropped) + load_plain(&ctl->drops.counted[DROP_TOO_LARGE]);
 	s->dropped_rejected = load_plain(&ctl->drops.counted[DROP_REJECTED]);
 	s->dropped_shutdown = atomic_load(&d->events_left);
-	s->hold_count = atomic_load(&ctl->next_hold_count);
-	s->hold_ms = atomic_load(&ctl->next_hold_ms);
+	/* Post-runtime time the extension added: the `end` flush waits and the push back's holds. */
+	s->hold_count = atomic_load(&ctl->next_hold_count) + atomic_load(&ctl->pressure.holds);
+	s->hold_ms = atomic_load(&ctl->next_hold_ms) + atomic_load(&ctl->pressure.hold_ms);
 	for (unsigned b = 0; b < LATENCY_BUCKETS; b++)
 		s->latency[b] = atomic_load(&ctl->latency.bucket[b]);
 }
