@@ -609,6 +609,16 @@ ds_step(struct dispatcher *d, enum ds_event ev, const struct reply_result *res)
 		return;
 	case EV_RETRYABLE:
 		on_failure(d, false, res);
+		/*
+		 * A lone transient failure (5xx, a dropped connection) right after a request that
+		 * made progress is retried at once: one stray 500 in ten must not stall a healthy
+		 * stream for a backoff. A second one in a row backs off; throttling always does.
+		 */
+		if (d->state == DS_READY && d->attempt == 0 && res != NULL && res->outcome == REPLY_RETRY) {
+			d->attempt = 1;
+			d->not_before = 0;
+			return;
+		}
 		log_failure(d, res, false);
 		d->state = DS_BACKOFF;
 		schedule_retry(d, 0);
