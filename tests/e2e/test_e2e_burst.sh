@@ -9,12 +9,17 @@
 # post-runtime duration (the hold's cost) p50/p95 and the total time.
 # The function's timeout is 60 s: a hold lasts at most until the invocation's
 # deadline, and at kinesis-mock's pace (1-1.5 MB/s) one burst takes seconds to drain.
-# Sizes scale with KTE_E2E_SCALE (invocations; 0.3 under the sanitizers).
+# Each invocation is the issue's burst; the number of invocations is 3 by default, not the
+# issue's 50: kinesis-mock takes about 100-300 small records a second on a 2-core machine, and
+# slower as its in-memory stream grows (measured: 19 s to drain the 5th burst, the whole 59 s
+# hold by the 8th), so 50 bursts of 5,000 records would take most of an hour. Three bursts
+# already fill the default ring past its high-water mark each time and end at SHUTDOWN
+# with a backlog. E2E_BURST_INVOCATIONS=50 runs the full shape.
 # Knobs: E2E_BURST_INVOCATIONS, E2E_BURST_LINES.
 . "$(dirname "$0")/lib.sh"
 
 E2E_STRICT=1
-N=${E2E_BURST_INVOCATIONS:-$(scaled 50 5)}
+N=${E2E_BURST_INVOCATIONS:-3}
 LINES=${E2E_BURST_LINES:-5000}
 kinesis_start burst:2
 t0=$(date +%s)
