@@ -728,6 +728,17 @@ controller_report(struct controller *c, const struct ring_stats *stp)
 		    c->end_rd_missed);
 }
 
+/* Monotonic time at which a child asked to stop now gets SIGKILL: kill_at, or sooner. */
+static uint64_t
+child_stop_deadline(int64_t kill_at)
+{
+	int64_t left = kill_at - (int64_t)now_epoch_ms();
+
+	if (left > CHILD_STOP_GRACE_MS)
+		left = CHILD_STOP_GRACE_MS;
+	return now_mono_ms() + (uint64_t)(left > 0 ? left : 0);
+}
+
 static void __attribute__((noreturn))
 controller_shutdown(struct controller *c, int64_t deadline_ms, const char *reason)
 {
@@ -736,7 +747,6 @@ controller_shutdown(struct controller *c, int64_t deadline_ms, const char *reaso
 	int64_t flush_until = kill_at - CHILD_STOP_MS;
 	int64_t now = (int64_t)now_epoch_ms(), reserve;
 	struct ring_stats st;
-	uint64_t stop_mono;
 
 	log_info("SHUTDOWN (%s) after %" PRIu64 " invocations, deadline in %" PRId64 " ms", reason,
 	    c->invocations, deadline_ms - now);
@@ -782,11 +792,19 @@ controller_shutdown(struct controller *c, int64_t deadline_ms, const char *reaso
 		controller_request_flush(c);
 		controller_wait_tick(c, cond_drained, flush_until, 5);
 	}
-	now = (int64_t)now_epoch_ms();
-	stop_mono = now_mono_ms() + (uint64_t)(kill_at > now ? kill_at - now : 0);
-	if (stop_mono > now_mono_ms() + CHILD_STOP_GRACE_MS)
-		stop_mono = now_mono_ms() + CHILD_STOP_GRACE_MS;
-	supervisor_stop_all(&c->sup, stop_mono);
+	/*
+	 * The listener stops first, the dispatcher once it is gone: a batch the listener
+	 * acknowledged while both were stopping would otherwise be left in the ring. What
+	 * it wrote meanwhile gets the time left before the dispatcher's deadline. (A listener
+	 * stopped before the final flush, with a large ring, is not waited for again.)
+	 */
+	if (c->listener->pid > 0 && !c->listener->stopping &&
+	    supervisor_stop_child_wait(&c->sup, c->listener, child_stop_deadline(kill_at)) &&
+	    !ring_empty(&c->ring) && child_usable(c->dispatcher) && (int64_t)now_epoch_ms() < flush_until) {
+		controller_request_flush(c);
+		controller_wait_tick(c, cond_drained, flush_until, 5);
+	}
+	supervisor_stop_all(&c->sup, child_stop_deadline(kill_at));
 	/*
 	 * The account comes from the ring's counters, not from walking it: constant time
 	 * whatever the backlog. Then the ring goes now, not in exit(): freeing a large one

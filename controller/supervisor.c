@@ -190,6 +190,22 @@ supervisor_stop_child(struct supervisor *s, struct child *c)
 		kill(c->pid, SIGTERM);
 }
 
+bool
+supervisor_stop_child_wait(struct supervisor *s, struct child *c, uint64_t deadline_mono_ms)
+{
+	struct timespec ms = { 0, 1000000 };
+
+	supervisor_stop_child(s, c);
+	for (;;) {
+		supervisor_reap(s, now_mono_ms());
+		if (c->pid <= 0)
+			return true;
+		if (now_mono_ms() >= deadline_mono_ms)
+			return false;
+		nanosleep(&ms, NULL);
+	}
+}
+
 /* Reaps until no child runs or deadline_mono_ms; true when none runs. */
 static bool
 supervisor_reap_until(struct supervisor *s, uint64_t deadline_mono_ms)

@@ -86,6 +86,8 @@ int supervisor_stop_all(struct supervisor *s, uint64_t deadline_mono_ms);
 
 /* Asks one child to stop (SIGTERM) without waiting; its death is then expected. */
 void supervisor_stop_child(struct supervisor *s, struct child *c);
+/* SIGTERM to one child, then reaps until it is gone or deadline_mono_ms; true when gone. */
+bool supervisor_stop_child_wait(struct supervisor *s, struct child *c, uint64_t deadline_mono_ms);
 
 /* "exited with code 3", "killed by signal 9 (Killed)" from a wait status. */
 void child_status_describe(int status, char *buf, size_t len);

@@ -1,6 +1,7 @@
 #include "kinesis_client.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,13 @@
 #define KC_CONNECT_MS    3000L
 #define KC_MAX_REPLY     (4u << 20)  /* a 500-record reply is ~60 KB; bound hostile ones */
 #define KC_MAXAGE_CONN_S 60L         /* do not reuse a connection idle longer (freezes) */
+/*
+ * A request whose signature is older than this when its connection is ready was held
+ * up by a freeze (Lambda froze the sandbox between signing and sending): it is signed
+ * again rather than sent with a stale date, which after a long freeze Kinesis refuses
+ * (Signature expired). A connection plus TLS handshake takes well under it.
+ */
+#define KC_SIGNATURE_STALE_MS 1500
 
 struct kinesis_client {
 	CURLM *multi;
@@ -38,7 +46,12 @@ struct kinesis_client {
 	char error_type[128];
 	char curl_err[CURL_ERROR_SIZE];
 	uint64_t started_us;
+	const char *body;               /* the request's body, owned by the caller until done */
 	size_t body_len;
+	uint64_t signed_ms;             /* epoch ms the headers were signed at */
+	bool stale;                     /* kc_prereq aborted the request to re-sign it */
+	bool resigned;                  /* ... once: a slow connect must not abort it again */
+	long timeout_ms;
 	struct credentials_provider *prov;      /* NULL: no source (requests fail with -EINVAL) */
 	struct sigv4_credentials cred;  /* the pair the last request was signed with */
 	struct sigv4_key_cache cache;
@@ -106,6 +119,19 @@ kc_header(char *buf, size_t size, size_t nitems, void *ud)
 	return n;
 }
 
+/* Called once the connection is ready, right before the request is written. */
+static int
+kc_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+	struct kinesis_client *kc = ud;
+
+	(void)primary_ip, (void)local_ip, (void)primary_port, (void)local_port;
+	if (kc->resigned || now_epoch_ms() < kc->signed_ms + KC_SIGNATURE_STALE_MS)
+		return CURL_PREREQFUNC_OK;
+	kc->stale = true;
+	return CURL_PREREQFUNC_ABORT;
+}
+
 /*
  * URL, Host header and path from the endpoint config chose (cfg->endpoint_url): the path
  * is sent as normalised, so the path signed is the path the server receives.
@@ -171,6 +197,8 @@ kinesis_client_new(const struct kte_config *cfg)
 	curl_easy_setopt(kc->easy, CURLOPT_WRITEDATA, kc);
 	curl_easy_setopt(kc->easy, CURLOPT_HEADERFUNCTION, kc_header);
 	curl_easy_setopt(kc->easy, CURLOPT_HEADERDATA, kc);
+	curl_easy_setopt(kc->easy, CURLOPT_PREREQFUNCTION, kc_prereq);
+	curl_easy_setopt(kc->easy, CURLOPT_PREREQDATA, kc);
 	curl_easy_setopt(kc->easy, CURLOPT_ERRORBUFFER, kc->curl_err);
 	curl_easy_setopt(kc->easy, CURLOPT_USERAGENT, "kinesis-telemetry-extension/1");
 	curl_easy_setopt(kc->easy, CURLOPT_SSL_VERIFYPEER, 1L);
@@ -321,8 +349,9 @@ kc_headers(struct kinesis_client *kc, const char *body, size_t len, long timeout
 	kc->headers = NULL;
 	if ((rc = kc_credentials(kc, timeout_ms)) < 0)
 		return rc;
+	kc->signed_ms = now_epoch_ms();
 	rc = sigv4_sign_kinesis_path(&kc->cache, &kc->cred, kc->region, kc->host, kc->path, KC_TARGET, body,
-	    len, time(NULL), &sh);
+	    len, (time_t)(kc->signed_ms / 1000), &sh);
 	if (rc < 0)
 		return rc;
 	snprintf(line, sizeof(line), "Host: %s", kc->host);
@@ -373,7 +402,10 @@ kinesis_client_start(struct kinesis_client *kc, const char *body, size_t len, lo
 		kc->reply[0] = '\0';
 	kc->error_type[0] = '\0';
 	kc->curl_err[0] = '\0';
+	kc->body = body;
 	kc->body_len = len;
+	kc->stale = kc->resigned = false;
+	kc->timeout_ms = timeout_ms;
 	curl_easy_setopt(kc->easy, CURLOPT_HTTPHEADER, kc->headers);
 	curl_easy_setopt(kc->easy, CURLOPT_POSTFIELDS, body);
 	curl_easy_setopt(kc->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
@@ -438,6 +470,37 @@ kc_transport_errno(CURLcode c)
 	}
 }
 
+/*
+ * Starts the request kc_prereq stopped again, signed for now, with what is left of its
+ * timeout. Nothing was written yet: this is not a retry.
+ */
+static int
+kc_resign(struct kinesis_client *kc)
+{
+	uint64_t held_ms = now_epoch_ms() - kc->signed_ms;
+	long left = kc->timeout_ms - (long)((now_mono_us() - kc->started_us) / 1000);
+	int rc;
+
+	curl_multi_remove_handle(kc->multi, kc->easy);
+	kc->stale = false;
+	kc->resigned = true;
+	if ((rc = kc_headers(kc, kc->body, kc->body_len, left)) < 0) {
+		kc->busy = false;
+		return rc;
+	}
+	log_info("a request was held %" PRIu64 " ms between signing and sending (a freeze): signed again",
+	    held_ms);
+	kc->reply_len = 0;
+	kc->curl_err[0] = '\0';
+	curl_easy_setopt(kc->easy, CURLOPT_HTTPHEADER, kc->headers);
+	curl_easy_setopt(kc->easy, CURLOPT_TIMEOUT_MS, left > 0 ? left : 1L);
+	if (curl_multi_add_handle(kc->multi, kc->easy) != CURLM_OK) {
+		kc->busy = false;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 int
 kinesis_client_wait(struct kinesis_client *kc, struct pollfd *extra, unsigned nextra, int timeout_ms,
     struct kinesis_response *resp)
@@ -468,6 +531,8 @@ kinesis_client_wait(struct kinesis_client *kc, struct pollfd *extra, unsigned ne
 		return -EIO;
 	while ((msg = curl_multi_info_read(kc->multi, &left)) != NULL) {
 		if (msg->msg != CURLMSG_DONE || msg->easy_handle != kc->easy)
+			continue;
+		if (kc->stale && msg->data.result == CURLE_ABORTED_BY_CALLBACK && kc_resign(kc) == 0)
 			continue;
 		memset(resp, 0, sizeof(*resp));
 		if (msg->data.result != CURLE_OK) {

@@ -224,6 +224,13 @@ parse_error(const char *error_type, const char *body, size_t len, struct reply_r
 	if (root != NULL)
 		json_object_put(root);
 	res->outcome = reply_classify(res->code, res->http_status);
+	/*
+	 * A request signed more than 5 minutes before it arrived (held by a long freeze, or
+	 * a clock that stepped): the keys are fine, the retry is signed anew.
+	 */
+	if (res->outcome == REPLY_CONFIG && strcasecmp(res->code, "InvalidSignatureException") == 0 &&
+	    strncasecmp(res->message, "Signature expired", 17) == 0)
+		res->outcome = REPLY_RETRY;
 }
 
 void

@@ -2,8 +2,9 @@
  * The HTTP side of PutRecords against a scripted Kinesis (tests/support/kinesis_sink):
  * what goes on the wire (method, path, headers, the body byte for byte, a fresh
  * signature), what a reply yields (status, error type, body), one request at a time,
- * transport failures (dropped connection, refused, timeout), abort and reconnect, and
- * the refusal to send without credentials.
+ * transport failures (dropped connection, refused, timeout), abort and reconnect, a
+ * request frozen between signing and sending signed again, and the refusal to send
+ * without credentials.
  */
 #include <check.h>
 #include <errno.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -230,6 +232,45 @@ START_TEST(test_abort_and_reconnect)
 }
 END_TEST
 
+/*
+ * Lambda may freeze the sandbox between kinesis_client_start (signed) and the first
+ * write: the process simply stops. Not driving the request for longer than a signature
+ * may wait is that freeze. What reaches Kinesis must be dated after it, sent once.
+ */
+START_TEST(test_frozen_before_sending_is_signed_again)
+{
+	struct timespec freeze = { 1, 700000000 };
+	struct kinesis_response resp;
+	struct kinesis_client *kc;
+	struct sink *sink;
+	uint16_t port;
+	char thawed[32];
+	time_t t;
+
+	memset(&seen.reply, 0, sizeof(seen.reply));
+	seen.n = 0;
+	ck_assert_ptr_nonnull(sink = sink_start(note, NULL, &port));
+	ck_assert_ptr_nonnull(kc = client_for(port, "/"));
+	ck_assert_int_eq(kinesis_client_start(kc, body, sizeof(body) - 1, 5000), 0);
+	nanosleep(&freeze, NULL);
+	t = time(NULL);
+	strftime(thawed, sizeof(thawed), "%Y%m%dT%H%M%SZ", gmtime(&t));
+	ck_assert_int_eq(finish(kc, &resp), 1);
+	ck_assert_int_eq(resp.transport_err, 0);
+	ck_assert_int_eq(resp.http_status, 200);
+	ck_assert_uint_eq(seen.n, 1);
+	ck_assert_msg(strcmp(seen.date, thawed) >= 0, "sent with X-Amz-Date %s, signed before the thaw at %s",
+	    seen.date, thawed);
+	/* The next request, not held up, goes out as signed. */
+	ck_assert_int_eq(kinesis_client_start(kc, body, sizeof(body) - 1, 5000), 0);
+	ck_assert_int_eq(finish(kc, &resp), 1);
+	ck_assert_int_eq(resp.http_status, 200);
+	ck_assert_uint_eq(seen.n, 2);
+	kinesis_client_free(kc);
+	sink_stop(sink);
+}
+END_TEST
+
 START_TEST(test_no_credentials_refused)
 {
 	struct kte_config cfg;
@@ -262,6 +303,7 @@ kinesis_client_suite(void)
 	tcase_add_test(tc, test_error_reply_surfaced);
 	tcase_add_test(tc, test_transport_failures);
 	tcase_add_test(tc, test_abort_and_reconnect);
+	tcase_add_test(tc, test_frozen_before_sending_is_signed_again);
 	tcase_add_test(tc, test_no_credentials_refused);
 	suite_add_tcase(s, tc);
 	return s;

@@ -105,6 +105,11 @@ START_TEST(test_error_classes)
 		{ 503, NULL, "{\"__type\":\"ServiceUnavailable\"}", REPLY_RETRY, "ServiceUnavailable" },
 		{ 504, NULL, "", REPLY_RETRY, "" },
 		{ 400, NULL, "{\"__type\":\"RequestExpired\"}", REPLY_RETRY, "RequestExpired" },
+		{ 400, NULL, "{\"__type\":\"InvalidSignatureException\",\"message\":\"Signature expired: "
+		  "20261204T100000Z is now earlier than 20261204T100500Z (20261204T101000Z - 5 min.)\"}",
+		  REPLY_RETRY, "InvalidSignatureException" },
+		{ 400, NULL, "{\"__type\":\"InvalidSignatureException\",\"message\":\"The request signature "
+		  "we calculated does not match\"}", REPLY_CONFIG, "InvalidSignatureException" },
 		{ 400, NULL, "{\"__type\":\"SomethingNew\"}", REPLY_CONFIG, "SomethingNew" },
 		{ 404, NULL, "", REPLY_CONFIG, "" },
 	};
