@@ -798,7 +798,7 @@ controller_shutdown(struct controller *c, int64_t deadline_ms, const char *reaso
 	 * it wrote meanwhile gets the time left before the dispatcher's deadline. (A listener
 	 * stopped before the final flush, with a large ring, is not waited for again.)
 	 */
-	if (c->listener->pid > 0 && !c->listener->stopping &&
+	if (c->listener != NULL && c->listener->pid > 0 && !c->listener->stopping &&
 	    supervisor_stop_child_wait(&c->sup, c->listener, child_stop_deadline(kill_at)) &&
 	    !ring_empty(&c->ring) && child_usable(c->dispatcher) && (int64_t)now_epoch_ms() < flush_until) {
 		controller_request_flush(c);
