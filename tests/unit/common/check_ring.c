@@ -1598,7 +1598,7 @@ START_TEST(test_scribbler_child)
 			struct ring r;
 			struct ring_record rec, first = { 0 };
 			struct ring_stats st;
-			uint8_t buf[512];
+			uint8_t buf[512] = { 0 };	/* the wrap-around writes send it as is */
 			uint64_t delivered = 0;
 			int steps, status;
 			pid_t child;
