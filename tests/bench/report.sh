@@ -61,8 +61,8 @@ echo "Ring (cross-process, 8 MiB; record bytes, writer threads, group, records/s
 pick bench_ring.txt '^ +record +threads|^ +(64|512|4096) +[14] +(1|16) '
 echo "Listener (HTTP -> ring):"
 pick bench_listener.txt '^listener: (1|4) client|batch_split alone' 3
-echo "Dispatcher (ring -> signed PutRecords -> local sink, 300-byte events):"
-pick bench_dispatcher.txt '^(event|ndjson|kpl)|^flush of'
+echo "Dispatcher (ring -> signed PutRecords -> local sink, 300-byte events; faults; gzip against none):"
+pick bench_dispatcher.txt '^(event|ndjson|kpl)|^flush of|^(JSON|text) logs'
 echo "Codec (single thread):"
 pick bench_codec.txt '^(kpl_encode|sigv4_sign_kinesis 1 KB body, cached|kpl \+ base64 \+ sign)'
 echo "Self-metrics (EMF lines on stdout) off vs on, and their bytes:"
