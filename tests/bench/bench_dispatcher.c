@@ -389,7 +389,7 @@ faults(unsigned latency_ms, unsigned nevents, unsigned repeat)
 	kill(bad_sink, SIGTERM);
 	waitpid(bad_sink, NULL, 0);
 	if (clean.secs != 0 && bad.secs != 0)
-		printf("event, 10%% HTTP 500 + 20%% records throttled, %u ms round trips: %.0f events/s against "
+		printf("event, 10%% HTTP 500 + 20%% records throttled, +%u ms a round trip: %.0f events/s against "
 		    "%.0f fault-free (%u events, best of %u): ratio %.2f; %.0f requests for %.0f fault-free\n",
 		    latency_ms, nevents / bad.secs, nevents / clean.secs, nevents, repeat ? repeat : 1,
 		    clean.secs / bad.secs, bad.requests, clean.requests);
