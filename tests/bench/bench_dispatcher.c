@@ -260,6 +260,12 @@ run_one(const struct run *r, unsigned nevents, uint16_t port, struct result *out
 	notify_signal(fds.to_dispatcher);
 	while (atomic_load(&ctl->flush_completed) < req)
 		notify_wait(fds.to_controller, 100);
+	/*
+	 * A flush is answered early once the circuit opened (3 requests in a row without
+	 * progress: it happens under faults); the dispatcher goes on sending, so wait for it.
+	 */
+	for (int i = 0; i < 12000 && atomic_load(&ctl->dispatcher.events_sent) < nevents; i++)
+		notify_wait(fds.to_controller, 5);
 	t1 = now_mono_us();
 	/* Memory once idle again (buffers of the burst given back). */
 	for (int i = 0; i < 200 && !atomic_load(&ctl->dispatcher_idle); i++)
