@@ -228,6 +228,7 @@ kinesis_start() {
 # Starts the fault proxy in front of kinesis-mock; ENDPOINT is what the extension uses.
 proxy_start() {
 	eval "$(bash "$TOOLS/fault_proxy.sh" start "$KINESIS_MOCK_ENDPOINT" "$@")"
+	case " $* " in *" --spread-records "*) PROXY_SPREAD=1 ;; esac
 	[ -n "$FAULT_PROXY_PID" ] || fail "the fault proxy did not start"
 }
 
@@ -301,7 +302,7 @@ assert_run_ok() {
 # deadline: kinesis-mock on a loaded 2-core machine can take seconds per request) may
 # be missing, and are noted; any other loss fails. E2E_STRICT=1 allows none.
 check_stream() {
-	local stream=$1 format=$2 n deagg=() split=() unsent allow=()
+	local stream=$1 format=$2 n deagg=() split=() unsent allow=() streams
 	shift 2
 	unsent=$(ext_unsent)
 	if [ "$unsent" -gt 0 ]; then
@@ -315,8 +316,15 @@ check_stream() {
 	[ "$format" = kpl ] && deagg=(--deaggregate)
 	[ "$format" = ndjson ] && split=(--split-lines)
 	# --expect counts Kinesis (user) records, not events: for ndjson wait for one at least.
+	# A proxy started with --spread-records wrote the stream in generations: read them all.
+	streams=$stream
+	if [ -n "${PROXY_SPREAD:-}" ]; then
+		streams=$(curl -sf "$FAULT_PROXY_CONTROL/__stats" | node -e 'const j = JSON.parse(require("fs").readFileSync(0));
+			console.log(((j.spread && j.spread.streams[process.argv[1]]) || [process.argv[1]]).join(","))' "$stream") ||
+			fail "proxy: GET /__stats"
+	fi
 	node "$TOOLS/kinesis_read.js" --endpoint "$KINESIS_MOCK_ENDPOINT" --region "$KINESIS_MOCK_REGION" \
-		--stream "$stream" "${deagg[@]}" --expect 1 --timeout-ms 30000 >"$T/$RUN.records.jsonl" ||
+		--stream "$streams" "${deagg[@]}" --expect 1 --timeout-ms 30000 >"$T/$RUN.records.jsonl" ||
 		fail "could not read $stream back"
 	if ! node "$E2E/check_ids.js" --ids "$T/$RUN.ids" --actual "$T/$RUN.records.jsonl" "${split[@]}" "${allow[@]}" "$@" \
 		>"$T/$RUN.check.json"; then

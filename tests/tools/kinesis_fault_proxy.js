@@ -25,6 +25,16 @@
  *                         unknown key or wrong token -> 400 UnrecognizedClientException,
  *                         past Expiration -> 400 ExpiredTokenException, bad signature ->
  *                         400 InvalidSignatureException (not forwarded, no other fault).
+ *   --spread-records N    write each stream in generations of N records  [KFP_SPREAD_RECORDS]
+ *                         (0 = off, the default): once N records went to stream S, the
+ *                         PutRecords/PutRecord naming S go to a fresh stream "S-g1" with S's
+ *                         shard count, then "S-g2", ... For runs of hundreds of thousands of
+ *                         records: kinesis-mock's PutRecords costs time in proportion to what
+ *                         the shard already holds (it groups the new records by a key that
+ *                         holds the shard's whole record vector: one hash of it per record),
+ *                         so one growing stream slows to seconds per request. GET /__stats
+ *                         lists the generations in spread.streams.S, in order; read them
+ *                         all with kinesis_read.js --stream S,S-g1,...
  *
  * Fault configuration (JSON keys; POST /__fault merges them into the current one):
  *   error500Rate          whole request answered 500 InternalFailure, not forwarded
@@ -70,7 +80,8 @@
  *   request signed before a freeze and sent after it shows the frozen time),
  *   credentials{checked, accepted, unknown, expired, badSignature, keys{AccessKeyId: accepted
  *   requests}, log [{akid, at, conn}] of the first 10,000 accepted} (with --credentials-file),
- *   connections (data connections accepted; `conn` numbers them from 1).
+ *   connections (data connections accepted; `conn` numbers them from 1),
+ *   spread{records, streams{S: [S, S-g1, ...]}} (with --spread-records; never reset).
  *
  * Example:
  *   read -r PORT CPORT < <(node tests/tools/kinesis_fault_proxy.js --upstream "$EP" & echo) ...
@@ -141,6 +152,7 @@ function parseArgs(argv) {
     seed: env.KFP_SEED !== undefined ? Number(env.KFP_SEED) : Math.floor(Math.random() * 2 ** 31),
     config: env.KFP_CONFIG ? JSON.parse(env.KFP_CONFIG) : {},
     credentialsFile: env.KFP_CREDENTIALS_FILE || '',
+    spreadRecords: Number(env.KFP_SPREAD_RECORDS || 0),
   };
   const shorthand = { '--error500-rate': 'error500Rate', '--error503-rate': 'error503Rate',
     '--throttle-rate': 'throttleRate', '--throttle-record-rate': 'throttleRecordRate', '--latency-ms': 'latencyMs' };
@@ -154,10 +166,12 @@ function parseArgs(argv) {
     else if (a === '--config') Object.assign(o.config, JSON.parse(argv[++i]));
     else if (a === '--down') o.config.down = true;
     else if (a === '--credentials-file') o.credentialsFile = argv[++i];
+    else if (a === '--spread-records') o.spreadRecords = Number(argv[++i]);
     else if (shorthand[a]) o.config[shorthand[a]] = Number(argv[++i]);
     else throw new Error(`unknown argument ${a}`);
   }
   if (!o.upstream) throw new Error('--upstream URL (or KFP_UPSTREAM) is required');
+  if (!(Number.isInteger(o.spreadRecords) && o.spreadRecords >= 0)) throw new Error('--spread-records: N >= 0');
   return o;
 }
 
@@ -263,7 +277,7 @@ function handleControl(req, res, body) {
       return applyConfig(body.length ? JSON.parse(body.toString('utf8')) : {}).then(() => sendJson(res, 200, cfg));
     }
     if (req.url === '/__fault' && req.method === 'GET') return sendJson(res, 200, cfg);
-    if (req.url === '/__stats' && req.method === 'GET') return sendJson(res, 200, stats);
+    if (req.url === '/__stats' && req.method === 'GET') return sendJson(res, 200, { ...stats, spread });
     if (req.url === '/__stats/reset' && req.method === 'POST') {
       stats = zeroStats(opts.seed);
       return sendJson(res, 200, stats);
@@ -382,6 +396,56 @@ function checkCredentials(req, body) {
   return null;
 }
 
+/*
+ * --spread-records: the stream generation a request's records go to. Requests are
+ * assigned in arrival order, one at a time (a new generation is created and ACTIVE
+ * before any request is sent to it).
+ */
+const kc = require('./kinesis_client');
+const spread = { records: 0, streams: {} };
+const spreadState = new Map();   /* S -> { count, shards, chain } */
+
+async function spreadStream(name, region) {
+  const st = spreadState.get(name);
+  if (!st.shards) {
+    const r = await kc.callRetry(opts.upstream, 'DescribeStreamSummary', { StreamName: name }, { region });
+    if (r.status !== 200) throw new Error(`DescribeStreamSummary ${name}: HTTP ${r.status} ${r.raw.slice(0, 200)}`);
+    st.shards = r.body.StreamDescriptionSummary.OpenShardCount;
+  }
+  const gen = `${name}-g${spread.streams[name].length}`;
+  const r = await kc.callRetry(opts.upstream, 'CreateStream', { StreamName: gen, ShardCount: st.shards }, { region });
+  if (r.status !== 200) throw new Error(`CreateStream ${gen}: HTTP ${r.status} ${r.raw.slice(0, 200)}`);
+  if (!(await kc.waitActive(opts.upstream, gen, 30000, { region }))) throw new Error(`${gen} never became ACTIVE`);
+  log(`spread: ${name} continues in ${gen} after ${st.count} records`);
+  spread.streams[name].push(gen);
+  st.count = 0;
+}
+
+async function spreadRewrite(req, json, nrec) {
+  const arn = typeof json.StreamARN === 'string' ? json.StreamARN : '';
+  const name = typeof json.StreamName === 'string' ? json.StreamName : arn.slice(arn.lastIndexOf('/') + 1);
+  if (!name || nrec === 0) return false;
+  const m = /Credential=[^/]+\/\d{8}\/([^/]+)\//.exec(String(req.headers.authorization || ''));
+  const region = m ? m[1] : undefined;
+  if (!spreadState.has(name)) {
+    spreadState.set(name, { count: 0, shards: 0, chain: Promise.resolve() });
+    spread.streams[name] = [name];
+  }
+  const st = spreadState.get(name);
+  const turn = st.chain.then(async () => {
+    if (st.count > 0 && st.count + nrec > opts.spreadRecords) await spreadStream(name, region);
+    st.count += nrec;
+    spread.records += nrec;
+    return spread.streams[name][spread.streams[name].length - 1];
+  });
+  st.chain = turn.catch(() => {});
+  const gen = await turn;
+  if (gen === name) return false;
+  if (json.StreamName !== undefined) json.StreamName = gen;
+  if (arn) json.StreamARN = arn.slice(0, arn.lastIndexOf('/') + 1) + gen;
+  return true;
+}
+
 function countRecords(json) {
   if (json && Array.isArray(json.Records)) return json.Records.length;
   if (json && json.Data !== undefined) return 1;         /* PutRecord */
@@ -405,6 +469,9 @@ async function handleData(req, res, body) {
       stats.records.rejectedWhole += faulty ? nrec : 0;
       return sendError(res, refused);
     }
+  }
+  if (opts.spreadRecords > 0 && json && await spreadRewrite(req, json, nrec)) {
+    body = Buffer.from(JSON.stringify(json));   /* kinesis-mock does not check the signature */
   }
   if (faulty) {
     stats.records.received += nrec;

@@ -10,7 +10,9 @@
 #         KINESIS_MOCK_REGION=...    the region the streams live in
 #         KINESIS_MOCK_LOG=...       its log file
 #       Default stream: kte-test:1. Region: $AWS_REGION, else us-east-1.
-#       Set KINESIS_MOCK_LOG_LEVEL (default WARN) for more mock logging.
+#       Set KINESIS_MOCK_LOG_LEVEL (default WARN) for more mock logging, and
+#       KINESIS_MOCK_SHARD_LIMIT (default 50, kinesis-mock's own) for more open shards (the
+#       stream generations of kinesis_fault_proxy.js --spread-records).
 #   tests/tools/kinesis_mock.sh stop PID
 #       SIGTERM, waits up to 5 s for it to exit, then SIGKILL.
 #
@@ -47,6 +49,7 @@ cmd_start() {
     ( cd "$mockdir" && KINESIS_MOCK_PLAIN_PORT=$port KINESIS_MOCK_TLS_PORT=$tls \
         INITIALIZE_STREAMS="$init" CREATE_STREAM_DURATION=0ms AWS_REGION="$region" \
         LOG_LEVEL=${KINESIS_MOCK_LOG_LEVEL:-WARN} SHOULD_PERSIST_DATA=false \
+        SHARD_LIMIT=${KINESIS_MOCK_SHARD_LIMIT:-50} \
         exec node --max-semi-space-size=64 main.js ) >>"$log" 2>&1 </dev/null &
     pid=$!
     local ok=1

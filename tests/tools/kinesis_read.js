@@ -4,7 +4,9 @@
  * record, shard by shard in sequence order (ListShards, GetShardIterator TRIM_HORIZON,
  * GetRecords until caught up). Node built-ins, plus aws-kinesis-agg for --deaggregate.
  *
- * Usage: node tests/tools/kinesis_read.js --endpoint URL --stream NAME [options]
+ * Usage: node tests/tools/kinesis_read.js --endpoint URL --stream NAME[,NAME...] [options]
+ *   several streams (the generations kinesis_fault_proxy.js --spread-records wrote) are
+ *   read one after the other; their shard ids are then prefixed "<stream>/"
  *   --region R          region of the stream (default $AWS_REGION or us-east-1)
  *   --deaggregate       expand KPL aggregated records into their user records
  *                       (aws-kinesis-agg, MD5 verified; a bad one is an error)
@@ -42,12 +44,12 @@ function ok(r, what) {
   return r.body;
 }
 
-async function listShards(o) {
+async function listShards(o, stream) {
   const shards = [];
   let token = null;
   do {
     const body = ok(await kc.callRetry(o.endpoint, 'ListShards',
-      token ? { NextToken: token } : { StreamName: o.stream }, o), 'ListShards');
+      token ? { NextToken: token } : { StreamName: stream }, o), 'ListShards');
     shards.push(...body.Shards);
     token = body.NextToken;
   } while (token);
@@ -65,13 +67,15 @@ function deaggregate(rec) {
 async function main() {
   const o = parseArgs(process.argv.slice(2));
   const deadline = Date.now() + o.timeoutMs;
-  const shards = await listShards(o);
+  const streams = o.stream.split(',');
   const state = [];
-  for (const s of shards) {
-    const it = ok(await kc.callRetry(o.endpoint, 'GetShardIterator', {
-      StreamName: o.stream, ShardId: s.ShardId, ShardIteratorType: 'TRIM_HORIZON',
-    }, o), 'GetShardIterator').ShardIterator;
-    state.push({ shardId: s.ShardId, iterator: it, out: [] });
+  for (const stream of streams) {
+    for (const s of await listShards(o, stream)) {
+      const it = ok(await kc.callRetry(o.endpoint, 'GetShardIterator', {
+        StreamName: stream, ShardId: s.ShardId, ShardIteratorType: 'TRIM_HORIZON',
+      }, o), 'GetShardIterator').ShardIterator;
+      state.push({ shardId: streams.length > 1 ? `${stream}/${s.ShardId}` : s.ShardId, iterator: it, out: [] });
+    }
   }
   let total = 0;
   for (;;) {

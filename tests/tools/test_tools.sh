@@ -243,5 +243,34 @@ total=$(node $T/kinesis_read.js --endpoint "$KINESIS_MOCK_ENDPOINT" --region "$K
 check "reader --expect waits and fails (status 3) when too few records arrive" bash -c \
   "node $T/kinesis_read.js --endpoint $KINESIS_MOCK_ENDPOINT --region $KINESIS_MOCK_REGION --stream $STREAM --count --expect $((total + 1)) --timeout-ms 300 >/dev/null 2>&1; [ \$? = 3 ]"
 
+# 11. --spread-records N: a stream written in generations of N records, read back as one.
+node $T/kinesis_client.js --endpoint "$KINESIS_MOCK_ENDPOINT" --region "$KINESIS_MOCK_REGION" create spread 2 >/dev/null
+eval "$(TMPDIR=$tmp $T/fault_proxy.sh start "$KINESIS_MOCK_ENDPOINT" --spread-records 3 | sed 's/^FAULT_PROXY_/P3_/')"
+FAULT_PROXY_ENDPOINT=$P3_ENDPOINT
+main_stream=$STREAM
+STREAM=spread
+sp_ok=0
+for recs in "s1 s2" "s3 s4" "s5" "s6 s7 s8 s9"; do
+  [ "$(put sp pk $recs)" = "200 0" ] && [ "$(jget $tmp/sp.json j.FailedRecordCount)" = 0 ] && sp_ok=$((sp_ok + 1))
+done
+check "spread: every PutRecords accepted" [ "$sp_ok" = 4 ]
+check "spread: a new generation once N would be passed, a request never split" \
+  [ "$(curl -sS $P3_CONTROL/__stats | node -pe 'JSON.stringify(JSON.parse(require("fs").readFileSync(0)).spread)')" = \
+    '{"records":9,"streams":{"spread":["spread","spread-g1","spread-g2"]}}' ]
+check "spread: the first generation is the stream itself" expect_stream "s1 s2"
+STREAM=spread-g1
+check "spread: the second holds the next requests up to N" expect_stream "s3 s4 s5"
+check "spread: each generation has the stream's shard count" [ "$(node $T/kinesis_client.js --endpoint \
+  "$KINESIS_MOCK_ENDPOINT" --region "$KINESIS_MOCK_REGION" call ListShards '{"StreamName":"spread-g2"}' |
+  grep -o '"ShardId"' | wc -l)" = 2 ]
+STREAM=spread,spread-g1,spread-g2
+check "spread: the reader reads the generations as one" expect_stream "s1 s2 s3 s4 s5 s6 s7 s8 s9"
+check "spread: shard ids named by their generation" bash -c \
+  "node $T/kinesis_read.js --endpoint $KINESIS_MOCK_ENDPOINT --region $KINESIS_MOCK_REGION --stream $STREAM |
+   grep -c '\"shardId\":\"spread-g2/shardId-' | grep -qx 4"
+$T/fault_proxy.sh stop "$P3_PID"
+STREAM=$main_stream
+FAULT_PROXY_ENDPOINT=$main_ep
+
 echo "# $fails failure(s)"
 [ "$fails" = 0 ]
