@@ -23,7 +23,8 @@ if [ -n "$OUT" ]; then
 		echo "difference to a floor program that only registers, subscribes and calls \`next\`: bench_cold_start.sh,"
 		echo "[layer internals](internals/layer.md)), per-invocation overhead per flush"
 		echo "policy (runtimeDone to \`next\`) with the Pss of the three processes, sustained events/s end to end (the"
-		echo "simulator's function logging 5,000 records of 200-2,000 bytes per invocation), ring, listener, dispatcher"
+		echo "simulator's function logging 5,000 records of 200-2,000 bytes per invocation), bursts beyond the"
+		echo "stream's capacity (wall time and post-runtime duration at default settings), ring, listener, dispatcher"
 		echo "and codec throughput, the cost of the self-metrics (KTE_METRICS off vs on, bytes on stdout), and the"
 		echo "layer's size."
 		echo
@@ -57,6 +58,8 @@ echo "Per-invocation overhead per flush policy (runtimeDone -> next, ms; Pss/RSS
 pick bench_controller.sh.txt '^policy|^(end|continuous|periodic|adaptive)'
 echo "Sustained end to end (lambda-sim -> extension -> PutRecords):"
 pick bench_e2e.sh.txt ' events/s '
+echo "Bursts beyond the stream's capacity at default settings (the push back's cost; before = BENCH_BURST_BEFORE_BIN):"
+pick bench_burst.sh.txt '^burst '
 echo "Ring (cross-process, 8 MiB; record bytes, writer threads, group, records/s, MB/s):"
 pick bench_ring.txt '^ +record +threads|^ +(64|512|4096) +[14] +(1|16) '
 echo "Listener (HTTP -> ring):"
