@@ -56,6 +56,8 @@
 #define FAIL_LOG_EVERY_MS   10000   /* at most one "failing" warning per interval */
 #define BISECT_STACK        32      /* ranges still to try: 2 per level of a 500-record split */
 #define BISECT_CONDEMN_MAX  3       /* single records rejected, none accepted: a configuration error */
+#define SHRINK_MAX          5       /* after timeouts requests carry down to 1/32 of the limits */
+#define REGROW_AFTER        8       /* requests in a row that made progress before doubling again */
 
 static volatile sig_atomic_t stop_signal;
 
@@ -140,6 +142,15 @@ struct dispatcher {
 	struct bisect bis;
 	struct backoff_rng rng;
 	struct circuit cb;
+	/*
+	 * A request that timed out was too large for how fast Kinesis takes data now: the
+	 * next ones carry half the records and bytes (1/2^shrink of the limits), doubling again
+	 * after REGROW_AFTER requests in a row that made progress. A slow stream then keeps
+	 * moving instead of failing request after request until the circuit opens.
+	 */
+	unsigned shrink;
+	unsigned regrow;
+	long req_timeout_ms;            /* the request in flight's timeout (less near the deadline) */
 
 	struct ring_record carry;       /* a peeked event that did not fit the last slot (data != NULL) */
 	bool drained;                   /* a peek found nothing more since the last wake-up */
@@ -667,7 +678,8 @@ take(struct dispatcher *d, struct rec_ref r, uint64_t *kin)
 
 	if (k->state != KREC_PENDING)
 		return true;
-	if (d->nreq == BATCH_MAX_RECORDS || *kin + k->kin_bytes > d->cfg->max_request_bytes)
+	if (d->nreq == ((unsigned)BATCH_MAX_RECORDS >> d->shrink) ||
+	    (d->nreq > 0 && *kin + k->kin_bytes > (d->cfg->max_request_bytes >> d->shrink)))
 		return false;
 	*kin += k->kin_bytes;
 	d->req[d->nreq++] = r;
@@ -779,6 +791,7 @@ send_request(struct dispatcher *d)
 	rc = body_of(d, &body, &len);
 	if (rc == 0)
 		rc = kinesis_client_start(d->kc, body, len, timeout);
+	d->req_timeout_ms = timeout;
 	if (rc == -EAGAIN) {
 		struct reply_result res = { .outcome = REPLY_RETRY, .code = "CredentialsUnavailable" };
 
@@ -909,6 +922,29 @@ bisect_rejected(struct dispatcher *d, const struct reply_result *res)
 
 /* ---- replies ---- */
 
+/* Request size after a reply: halved after a timeout, doubled back after steady progress. */
+static void
+adapt_request_size(struct dispatcher *d, const struct reply_result *res, unsigned nsent, bool progress)
+{
+	if (res->outcome == REPLY_RETRY && strcmp(res->code, "Timeout") == 0) {
+		d->regrow = 0;
+		/* A request cut short by the shutdown deadline says nothing about the stream. */
+		if (nsent > 1 && d->shrink < SHRINK_MAX && d->req_timeout_ms >= REQUEST_TIMEOUT_MS) {
+			d->shrink++;
+			log_warnx("PutRecords of %u records timed out: Kinesis takes data slowly; requests now carry "
+			    "at most %u records, %u bytes", nsent, (unsigned)BATCH_MAX_RECORDS >> d->shrink,
+			    d->cfg->max_request_bytes >> d->shrink);
+		}
+		return;
+	}
+	if (!progress || d->shrink == 0 || ++d->regrow < REGROW_AFTER)
+		return;
+	d->regrow = 0;
+	if (--d->shrink == 0)
+		log_info("PutRecords back to full size (%u records, %u bytes)", BATCH_MAX_RECORDS,
+		    d->cfg->max_request_bytes);
+}
+
 static void
 handle_reply(struct dispatcher *d, const struct kinesis_response *resp)
 {
@@ -940,12 +976,14 @@ handle_reply(struct dispatcher *d, const struct kinesis_response *resp)
 		atomic_fetch_add(&c->records_retried, st.records_failed);
 		release_acknowledged(d, &st);
 		bisect_accepted(d, st.records_ok, &res);
+		adapt_request_size(d, &res, nsent, st.records_ok > 0);
 		ds_step(d, st.records_ok > 0 ? EV_PROGRESS : EV_RETRYABLE, &res);
 		break;
 	case REPLY_RETRY:
 	case REPLY_THROTTLED:
 		req_unsend(d);
 		atomic_fetch_add(&c->request_failures, 1);
+		adapt_request_size(d, &res, nsent, false);
 		ds_step(d, EV_RETRYABLE, &res);
 		break;
 	case REPLY_EXPIRED:

@@ -50,6 +50,8 @@
  *                         Failed records are NOT forwarded: only the others are sent
  *                         upstream and the reply is spliced back in request order.
  *   latencyMs             delay before handling each request (also before injected errors)
+ *   latencyMsPerMiB       further delay in proportion to the request body (ms per MiB): a stream
+ *                         that takes data slowly, where large requests outlast a client's timeout
  *   rejectMarker          a string: a PutRecords whose records' data (base64-decoded) contain
  *                         it is answered 400 InvalidArgumentException, not forwarded (a
  *                         record Kinesis refuses: the requests without it go through)
@@ -112,7 +114,7 @@ const COUNTER_OF = { 500: 'error500', 503: 'error503' };
 function defaults() {
   return {
     error500Rate: 0, error503Rate: 0, throttleRate: 0, exceededRate: 0, resetRate: 0, dropReplyRate: 0,
-    throttleRecordRate: 0, internalRecordRate: 0, latencyMs: 0, down: false, downMode: 'refuse', downMs: 0,
+    throttleRecordRate: 0, internalRecordRate: 0, latencyMs: 0, latencyMsPerMiB: 0, down: false, downMode: 'refuse', downMs: 0,
     targets: ['PutRecords', 'PutRecord'], script: [], rejectMarker: '',
   };
 }
@@ -478,9 +480,10 @@ async function handleData(req, res, body) {
     noteAmzDate(String(req.headers['x-amz-date'] || ''));
   }
 
-  if (faulty && cfg.latencyMs > 0) {
+  const delay = cfg.latencyMs + Math.round(cfg.latencyMsPerMiB * body.length / 1048576);
+  if (faulty && delay > 0) {
     stats.latencyApplied++;
-    await new Promise((r) => setTimeout(r, cfg.latencyMs));
+    await new Promise((r) => setTimeout(r, delay));
   }
   if (!faulty) return passThrough(req, res, body, 0);
 

@@ -170,6 +170,16 @@ t=$(curl -sS -o /dev/null -w '%{time_total}' -X POST "$FAULT_PROXY_ENDPOINT/" -H
   -d "{\"StreamName\":\"$STREAM\",\"Records\":[{\"Data\":\"bGF0\",\"PartitionKey\":\"k\"}]}")
 check "latency 400 ms applied (request took ${t}s)" node -e "process.exit($t >= 0.4 ? 0 : 1)"
 fault '{"latencyMs":0}'
+# latencyMsPerMiB: in proportion to the body (a 256 KiB record: 341 KiB of body -> 1.3 s at 4 s/MiB).
+fault '{"latencyMsPerMiB":4000}'
+node -e 'console.log(JSON.stringify({StreamName: process.argv[1],
+  Records: [{ Data: Buffer.alloc(262144, 97).toString("base64"), PartitionKey: "big" }]}))' $STREAM >"$tmp/big.req"
+mkreq small pk tiny
+t0=$(date +%s%N); r_big=$(send big); t1=$(date +%s%N); r_small=$(send small); t2=$(date +%s%N)
+check "latencyMsPerMiB: both requests answered ($r_big, $r_small)" [ "$r_big $r_small" = "200 0 200 0" ]
+check "latencyMsPerMiB: 341 KiB took at least 1.3 s ($(((t1 - t0) / 1000000)) ms)" [ $(((t1 - t0) / 1000000)) -ge 1300 ]
+check "latencyMsPerMiB: a tiny body is not held ($(((t2 - t1) / 1000000)) ms)" [ $(((t2 - t1) / 1000000)) -lt 1000 ]
+fault '{"latencyMsPerMiB":0}'
 
 # 7. Whole-request error rate 1: every request fails.
 fault '{"error500Rate":1}'
