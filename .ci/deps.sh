@@ -33,8 +33,9 @@ if ((${#missing[@]})); then
   echo "deps: installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq || true
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Another apt-get (a boot-time upgrade) may hold dpkg's lock: wait for it rather than fail.
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq || true
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if [ -f tests/node/package.json ] && [ ! -f tests/node/node_modules/.kte-installed ] ||
