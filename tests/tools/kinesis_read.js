@@ -64,6 +64,18 @@ function deaggregate(rec) {
   });
 }
 
+/*
+ * A shard iterator lives 5 minutes (kinesis-mock enforces it too), and reading hundreds
+ * of shards takes longer: each is taken just before its shard is read, and taken again
+ * after the last record read when it expired.
+ */
+async function shardIterator(o, s) {
+  const start = s.last ? { ShardIteratorType: 'AFTER_SEQUENCE_NUMBER', StartingSequenceNumber: s.last }
+    : { ShardIteratorType: 'TRIM_HORIZON' };
+  return ok(await kc.callRetry(o.endpoint, 'GetShardIterator', { StreamName: s.stream, ShardId: s.shard, ...start }, o),
+    'GetShardIterator').ShardIterator;
+}
+
 async function main() {
   const o = parseArgs(process.argv.slice(2));
   const deadline = Date.now() + o.timeoutMs;
@@ -71,20 +83,24 @@ async function main() {
   const state = [];
   for (const stream of streams) {
     for (const s of await listShards(o, stream)) {
-      const it = ok(await kc.callRetry(o.endpoint, 'GetShardIterator', {
-        StreamName: stream, ShardId: s.ShardId, ShardIteratorType: 'TRIM_HORIZON',
-      }, o), 'GetShardIterator').ShardIterator;
-      state.push({ shardId: streams.length > 1 ? `${stream}/${s.ShardId}` : s.ShardId, iterator: it, out: [] });
+      state.push({ stream, shard: s.ShardId, shardId: streams.length > 1 ? `${stream}/${s.ShardId}` : s.ShardId,
+        iterator: undefined, last: null, out: [] });
     }
   }
   let total = 0;
   for (;;) {
     for (const s of state) {
-      while (s.iterator) {
-        const body = ok(await kc.callRetry(o.endpoint, 'GetRecords', { ShardIterator: s.iterator, Limit: 10000 }, o),
-          'GetRecords');
+      while (s.iterator !== null) {          /* null: the shard is closed and read to its end */
+        if (s.iterator === undefined) s.iterator = await shardIterator(o, s);
+        const reply = await kc.callRetry(o.endpoint, 'GetRecords', { ShardIterator: s.iterator, Limit: 10000 }, o);
+        if (reply.status === 400 && reply.body && /ExpiredIterator/.test(String(reply.body.__type))) {
+          s.iterator = undefined;
+          continue;
+        }
+        const body = ok(reply, 'GetRecords');
         s.iterator = body.NextShardIterator || null;
         for (const r of body.Records) {
+          s.last = r.SequenceNumber;
           const base = { shardId: s.shardId, sequenceNumber: r.SequenceNumber,
             arrival: Math.round(Number(r.ApproximateArrivalTimestamp) * 1000) };
           const isAgg = Buffer.from(r.Data.slice(0, 8), 'base64').subarray(0, 4).toString('hex') === 'f3899ac2';

@@ -282,5 +282,37 @@ $T/fault_proxy.sh stop "$P3_PID"
 STREAM=$main_stream
 FAULT_PROXY_ENDPOINT=$main_ep
 
+# 12. The reader survives an expired shard iterator (they live 5 minutes; reading hundreds of
+# shards takes longer): a scripted Kinesis expires the first iterator after one record, and
+# the reader must go on after the last record it read, neither losing nor repeating one.
+node -e '
+  const http = require("http");
+  let iters = 0, expired = 0;
+  const recs = ["r1", "r2", "r3"].map((d, i) => ({ SequenceNumber: String(i + 1), PartitionKey: "k",
+    Data: Buffer.from(d).toString("base64"), ApproximateArrivalTimestamp: 1 }));
+  http.createServer((req, res) => {
+    let b = ""; req.on("data", (c) => (b += c)); req.on("end", () => {
+      const j = JSON.parse(b), op = String(req.headers["x-amz-target"]).split(".")[1];
+      const send = (st, o) => { res.writeHead(st, { "content-type": "application/x-amz-json-1.1" }); res.end(JSON.stringify(o)); };
+      if (op === "ListShards") return send(200, { Shards: [{ ShardId: "shardId-000000000000" }] });
+      if (op === "GetShardIterator") {
+        const from = j.ShardIteratorType === "AFTER_SEQUENCE_NUMBER" ? Number(j.StartingSequenceNumber) : 0;
+        return send(200, { ShardIterator: `${++iters}:${from}` });
+      }
+      const [n, pos] = j.ShardIterator.split(":").map(Number);
+      if (n === 1 && pos === 1) { expired++; return send(400, { __type: "ExpiredIteratorException", message: "expired" }); }
+      const out = recs.slice(pos, n === 1 ? pos + 1 : recs.length);
+      send(200, { Records: out, NextShardIterator: `${n}:${pos + out.length}`, MillisBehindLatest: 0 });
+    });
+  }).listen(0, "127.0.0.1", function () { console.log(this.address().port); });
+  setTimeout(() => process.exit(0), 20000);' >"$tmp/fake.port" &
+fake_pid=$!
+for _ in $(seq 1 100); do [ -s "$tmp/fake.port" ] && break; sleep 0.05; done
+check "reader: an expired iterator is taken again after the last record read (r1 r2 r3, once each)" bash -c \
+  "node $T/kinesis_read.js --endpoint http://127.0.0.1:$(cat "$tmp/fake.port") --stream s |
+   node -e 'console.log(require(\"fs\").readFileSync(0,\"utf8\").split(\"\\n\").filter(Boolean).map((l)=>Buffer.from(JSON.parse(l).data,\"base64\")).join(\" \"))' |
+   grep -qx 'r1 r2 r3'"
+kill "$fake_pid" 2>/dev/null || true
+
 echo "# $fails failure(s)"
 [ "$fails" = 0 ]
