@@ -26,18 +26,10 @@ run() {
 	t1=$(date +%s%N)
 	sent=$(sed -nE 's/.*shutdown: received [0-9]+ events .*; sent ([0-9]+) events.*/\1/p' "$T/$RUN.log" | tail -n 1)
 	unsent=$(ext_unsent)
-	node -e '
-		const s = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-		const [label, wallNs, sent, unsent] = process.argv.slice(2);
-		const vals = ((s.overhead_ms || {}).values || []).slice().sort((a, b) => a - b);
-		const pct = (p) => (vals.length ? Math.round(vals[Math.min(vals.length - 1, Math.ceil(p / 100 * vals.length) - 1)]) : "?");
-		const o = { p50: pct(50), p95: pct(95), max: pct(100) };
-		const v = (x) => x;
-		console.log(`burst ${label.padEnd(7)} ${s.invocations.completed} x 5000 lines: wall ${(wallNs / 1e9).toFixed(0)} s, ` +
-			`post-runtime p50 ${v(o.p50)} ms p95 ${v(o.p95)} ms max ${v(o.max)} ms; ` +
-			`Lambda dropped ${s.telemetry.logs_dropped.records} records, unsent at SHUTDOWN ${unsent}, ` +
-			`sent ${sent || "?"} events` + (s.shutdown.killed ? "  [killed at the shutdown deadline]" : ""));
-	' "$T/$RUN.summary.json" "$label" "$((t1 - t0))" "$sent" "$unsent"
+	echo "burst $(printf '%-7s' "$label") $(sj 'j.invocations.completed') x 5000 lines:" \
+		"wall $(((t1 - t0) / 1000000000)) s, post-runtime p50 $(overhead_pct 50) ms p95 $(overhead_pct 95) ms" \
+		"max $(overhead_pct 100) ms; Lambda dropped $(lambda_dropped) records, unsent at SHUTDOWN $unsent," \
+		"sent ${sent:-?} events$(sj 'j.shutdown.killed ? "  [killed at the shutdown deadline]" : ""')"
 }
 
 echo "bursts: $N invocations x 5000 lines of 200-2000 bytes in a 200 ms handler, 100 ms gaps, 2 shards," \
